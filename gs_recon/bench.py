@@ -1,0 +1,38 @@
+"""Shared synthetic inputs for benchmarks and tests."""
+from __future__ import annotations
+
+import torch
+
+from .gaussians.model import create_params
+
+
+def look_at(campos, target, up=(0.0, 0.0, 1.0)) -> torch.Tensor:
+    """OpenCV world-to-camera [4,4] for a camera at campos looking at target (x right, y down, z forward)."""
+    campos = torch.as_tensor(campos, dtype=torch.float32)
+    target = torch.as_tensor(target, dtype=torch.float32)
+    up = torch.as_tensor(up, dtype=torch.float32)
+    z = torch.nn.functional.normalize(target - campos, dim=0)
+    x = torch.nn.functional.normalize(torch.linalg.cross(z, up), dim=0)
+    if not torch.isfinite(x).all() or x.norm() < 1e-6:
+        x = torch.nn.functional.normalize(torch.linalg.cross(z, torch.tensor([0.0, 1.0, 0.0])), dim=0)
+    y = torch.linalg.cross(z, x)
+    R = torch.stack([x, y, z])  # rows: camera axes in world
+    M = torch.eye(4)
+    M[:3, :3] = R
+    M[:3, 3] = -R @ campos
+    return M
+
+
+def random_scene(n: int, size: int, seed: int = 0, n_labels: int = 1):
+    """n Gaussians in a unit cube in front of one camera: (params, viewmats [1,4,4], Ks [1,3,3])."""
+    g = torch.Generator().manual_seed(seed)
+    pts = torch.rand(n, 3, generator=g) * 2 - 1
+    cols = torch.rand(n, 3, generator=g)
+    labels = torch.randint(0, n_labels, (n,), generator=g)
+    params = create_params(pts, cols, labels, sh_degree=0, init_opacity=0.5)
+    with torch.no_grad():
+        params["quats"].copy_(torch.randn(n, 4, generator=g))
+    vm = look_at((0.0, -3.5, 0.0), (0.0, 0.0, 0.0))[None]
+    f = size * 1.2
+    Ks = torch.tensor([[[f, 0, size / 2], [0, f, size / 2], [0, 0, 1.0]]])
+    return params, vm, Ks

@@ -1,0 +1,1 @@
+from .model import create_params, select, num_gaussians, PARAM_KEYS  # noqa: F401

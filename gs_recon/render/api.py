@@ -1,0 +1,207 @@
+"""One render interface, two backends (gsplat on CUDA, our C++ tile rasterizer on CPU).
+
+``render`` composites, per camera, one feature vector per Gaussian:
+    [ RGB (3) | camera-space depth (1) | camera-space normal (3) | per-label one-hot (L) | extra (E) ]
+so colour, expected depth, normals, per-object alpha and any extra channel (e.g. visibility) come out
+of one pass. Median depth (where transmittance crosses 0.5) comes from the same traversal.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Dict, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .projection import project, quat_to_rotmat
+from .rasterize_cpu import TILE, Tiles, isect_tiles, rasterize
+from .sh import eval_sh
+
+_GSPLAT_STATE: Dict[str, Any] = {"ok": None}
+
+
+@dataclass
+class RenderOutput:
+    rgb: Tensor  # [C, H, W, 3], background composited
+    alpha: Tensor  # [C, H, W, 1]
+    depth: Tensor  # [C, H, W, 1] expected depth (alpha-normalised), camera z
+    median_depth: Tensor  # [C, H, W, 1] depth where transmittance crosses 0.5 (no gradient)
+    normals: Tensor  # [C, H, W, 3] camera-space normals from shortest Gaussian axes (alpha-weighted)
+    object_alpha: Tensor  # [C, H, W, L] per-label alpha (label 0 = background)
+    extra: Optional[Tensor]  # [C, H, W, E] composited extra channels, or None
+    meta: Dict[str, Any] = field(default_factory=dict)  # gsplat-compatible fields for strategies
+
+    def depth_normals(self, Ks: Tensor) -> Tensor:
+        """Camera-space normals from the expected depth map, [C, H, W, 3]."""
+        return normals_from_depth(self.depth, Ks)
+
+
+def normals_from_depth(depth: Tensor, Ks: Tensor) -> Tensor:
+    """depth [C,H,W,1], Ks [C,3,3] -> camera-space normals [C,H,W,3] by central differences."""
+    C, H, W, _ = depth.shape
+    ys, xs = torch.meshgrid(
+        torch.arange(H, dtype=depth.dtype, device=depth.device) + 0.5,
+        torch.arange(W, dtype=depth.dtype, device=depth.device) + 0.5,
+        indexing="ij",
+    )
+    fx, fy = Ks[:, 0, 0, None, None], Ks[:, 1, 1, None, None]
+    cx, cy = Ks[:, 0, 2, None, None], Ks[:, 1, 2, None, None]
+    z = depth[..., 0]
+    pts = torch.stack([(xs - cx) / fx * z, (ys - cy) / fy * z, z], dim=-1)  # [C,H,W,3]
+    dx = torch.zeros_like(pts)
+    dy = torch.zeros_like(pts)
+    dx[:, :, 1:-1] = pts[:, :, 2:] - pts[:, :, :-2]
+    dy[:, 1:-1] = pts[:, 2:] - pts[:, :-2]
+    n = torch.cross(dy, dx, dim=-1)
+    return F.normalize(n, dim=-1)
+
+
+def gsplat_available() -> bool:
+    """True when gsplat's CUDA backend imports and a GPU is present; warns once otherwise."""
+    if _GSPLAT_STATE["ok"] is None:
+        ok, why = False, ""
+        if not torch.cuda.is_available():
+            why = "no CUDA device"
+        else:
+            try:
+                from gsplat.cuda._backend import _C  # noqa: F401  (JIT-builds on first import)
+
+                ok = _C is not None
+                why = "" if ok else "gsplat_cuda extension unavailable"
+            except Exception as e:  # ImportError about gsplat_cuda.so, missing toolkit, ...
+                why = f"{type(e).__name__}: {str(e)[:160]}"
+        if not ok and torch.cuda.is_available():
+            warnings.warn(f"gs_recon: gsplat CUDA backend unusable ({why}); using the CPU rasterizer.", stacklevel=2)
+        _GSPLAT_STATE["ok"] = ok
+    return bool(_GSPLAT_STATE["ok"])
+
+
+def _features(params, means_c: Tensor, rot_c: Tensor, viewmats: Tensor, sh_degree: int, n_labels: int,
+              extra: Optional[Tensor]) -> Tensor:
+    """Per-camera features [C, N, 3 + 1 + 3 + L + E]."""
+    C, N = means_c.shape[:2]
+    coeffs = torch.cat([params["sh0"], params["shN"]], dim=1) if params["shN"].shape[1] > 0 else params["sh0"]
+    if sh_degree > 0:
+        campos = -(viewmats[:, :3, :3].transpose(1, 2) @ viewmats[:, :3, 3:])[..., 0]  # [C, 3]
+        dirs = params["means"][None] - campos[:, None]  # [C, N, 3]
+        rgb = eval_sh(sh_degree, coeffs[None].expand(C, -1, -1, -1), dirs)
+    else:
+        rgb = eval_sh(0, coeffs[None, :, :1].expand(C, -1, -1, -1), means_c)
+    depth = means_c[..., 2:3]
+    # shortest axis of each Gaussian in camera space, flipped to face the camera
+    with torch.no_grad():
+        short = params["scales"].argmin(-1)  # [N]
+    n = torch.gather(rot_c, 3, short[None, :, None, None].expand(C, N, 3, 1))[..., 0]  # [C, N, 3]
+    facing = (n * means_c).sum(-1, keepdim=True)
+    n = torch.where(facing > 0, -n, n)
+    parts = [rgb, depth, n]
+    if n_labels > 0:
+        parts.append(F.one_hot(params["labels"].long().clamp(0, n_labels - 1), n_labels).to(rgb.dtype)[None].expand(C, -1, -1))
+    if extra is not None:
+        parts.append(extra.to(rgb.dtype)[None].expand(C, -1, -1) if extra.dim() == 2 else extra.to(rgb.dtype))
+    return torch.cat(parts, dim=-1)
+
+
+def render(
+    params,
+    viewmats: Tensor,
+    Ks: Tensor,
+    width: int,
+    height: int,
+    sh_degree: int = 0,
+    background: Optional[Tensor] = None,
+    n_labels: int = 0,
+    mask: Optional[Tensor] = None,
+    extra: Optional[Tensor] = None,
+    backend: str = "auto",
+    eps2d: float = 0.3,
+    near_plane: float = 0.01,
+) -> RenderOutput:
+    """Render Gaussians.
+
+    params: dict with means [N,3], scales [N,3] (log), quats [N,4], opacities [N] (logit), sh0 [N,1,3],
+        shN [N,K-1,3], labels [N] (int).
+    viewmats [C,4,4] OpenCV world-to-camera, Ks [C,3,3]; background [3] or [C,3].
+    mask [N] bool: render only these Gaussians (e.g. one object alone). extra [N,E] or [C,N,E].
+    backend: "auto" (gsplat on CUDA tensors when usable, else CPU), "gsplat" or "cpu".
+    """
+    if mask is not None:
+        params = {k: v[mask] for k, v in params.items()}
+        if extra is not None:
+            extra = extra[..., mask, :] if extra.dim() == 3 else extra[mask]
+    use_gsplat = backend == "gsplat" or (backend == "auto" and params["means"].is_cuda)
+    if use_gsplat and not gsplat_available():
+        use_gsplat = False
+    if use_gsplat:
+        return _render_gsplat(params, viewmats, Ks, width, height, sh_degree, background, n_labels, extra, eps2d, near_plane)
+    return _render_cpu(params, viewmats, Ks, width, height, sh_degree, background, n_labels, extra, eps2d, near_plane)
+
+
+def _split(feat_img: Tensor, alpha: Tensor, median: Tensor, background, n_labels: int, meta) -> RenderOutput:
+    rgb = feat_img[..., :3]
+    if background is not None:
+        bg = background.to(rgb)
+        bg = bg.view(-1, 1, 1, 3) if bg.dim() == 2 else bg.view(1, 1, 1, 3)
+        rgb = rgb + (1 - alpha) * bg
+    depth = feat_img[..., 3:4] / alpha.clamp(min=1e-6)
+    normals = feat_img[..., 4:7]
+    obj = feat_img[..., 7 : 7 + n_labels]
+    extra = feat_img[..., 7 + n_labels :] if feat_img.shape[-1] > 7 + n_labels else None
+    return RenderOutput(rgb, alpha, depth, median, normals, obj, extra, meta)
+
+
+def _render_cpu(params, viewmats, Ks, width, height, sh_degree, background, n_labels, extra, eps2d, near_plane):
+    dev = params["means"].device
+    if dev.type != "cpu":  # CPU backend on GPU tensors (gsplat unusable): compute here, move back
+        params = {k: v.cpu() for k, v in params.items()}
+        viewmats, Ks = viewmats.cpu(), Ks.cpu()
+        extra = extra.cpu() if extra is not None else None
+    means, quats = params["means"], params["quats"]
+    scales = torch.exp(params["scales"])
+    opac = torch.sigmoid(params["opacities"])
+    C = viewmats.shape[0]
+    p = project(means, quats, scales, viewmats, Ks, width, height, eps2d=eps2d, near_plane=near_plane)
+    tiles = isect_tiles(p.means2d, p.radii, p.depths, width, height)
+    feats = _features(params, p.means_cam, p.rot_cam, viewmats, sh_degree, n_labels, extra)
+    img, alpha, median = rasterize(
+        p.means2d, p.conics, opac[None].expand(C, -1), feats, p.depths, tiles, width, height
+    )
+    meta = dict(
+        means2d=p.means2d, radii=p.radii, width=width, height=height, n_cameras=C, gaussian_ids=None,
+        depths=p.depths, conics=p.conics, opacities=opac, tiles=tiles, tile_size=TILE, backend="cpu",
+    )
+    out = _split(img, alpha, median, background, n_labels, meta)
+    if dev.type != "cpu":
+        for k in ("rgb", "alpha", "depth", "median_depth", "normals", "object_alpha", "extra"):
+            v = getattr(out, k)
+            if v is not None:
+                setattr(out, k, v.to(dev))
+    return out
+
+
+def _render_gsplat(params, viewmats, Ks, width, height, sh_degree, background, n_labels, extra, eps2d, near_plane):
+    from gsplat import rasterization
+
+    means = params["means"]
+    R, t = viewmats[:, None, :3, :3], viewmats[:, None, :3, 3]
+    means_c = (R @ means[None, :, :, None])[..., 0] + t
+    rot_c = R @ quat_to_rotmat(params["quats"])[None]
+    feats = _features(params, means_c, rot_c, viewmats, sh_degree, n_labels, extra)
+    img, alpha, info = rasterization(
+        means, params["quats"], torch.exp(params["scales"]), torch.sigmoid(params["opacities"]), feats,
+        viewmats, Ks, width, height, near_plane=near_plane, eps2d=eps2d, packed=False, tile_size=TILE,
+        render_mode="RGB", rasterize_mode="classic",
+    )
+    # gsplat has no median-depth mode: run our CPU traversal on gsplat's own projection (no gradient).
+    with torch.no_grad():
+        m2d, radii, dep, con = (info["means2d"].detach().cpu(), info["radii"].cpu().int(),
+                                info["depths"].detach().cpu(), info["conics"].detach().cpu())
+        tiles = isect_tiles(m2d, radii, dep, width, height)
+        op = info["opacities"].detach().cpu() if info.get("opacities") is not None else torch.sigmoid(params["opacities"]).detach().cpu()[None].expand(m2d.shape[0], -1)
+        _, _, median = rasterize(m2d, con, op.expand(m2d.shape[0], -1).contiguous(), dep[..., None], dep, tiles, width, height)
+        median = median.to(img.device)
+    info = dict(info)
+    info.update(n_cameras=viewmats.shape[0], backend="gsplat", tile_size=TILE)
+    return _split(img, alpha, median, background, n_labels, info)

@@ -1,0 +1,108 @@
+"""EWA projection of 3D Gaussians to 2D (pure torch, differentiable through autograd).
+
+The same maths as gsplat's ``fully_fused_projection`` for pinhole cameras: world->camera with an
+OpenCV world-to-camera matrix, perspective Jacobian with the screen-limit clamp, eps2d blur added
+to the 2D covariance, conic = inverse 2D covariance, per-axis radii of 3.33 sigma.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def quat_to_rotmat(quats: Tensor) -> Tensor:
+    """Rotation matrices from (w, x, y, z) quaternions. quats: [..., 4] -> [..., 3, 3]."""
+    w, x, y, z = F.normalize(quats, dim=-1).unbind(-1)
+    return torch.stack(
+        [
+            1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
+            2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
+            2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
+        ],
+        dim=-1,
+    ).reshape(quats.shape[:-1] + (3, 3))
+
+
+def covariance_3d(quats: Tensor, scales: Tensor) -> Tensor:
+    """World-space covariance R S S^T R^T. quats: [N, 4], scales: [N, 3] (linear) -> [N, 3, 3]."""
+    R = quat_to_rotmat(quats)
+    M = R * scales[:, None, :]
+    return M @ M.transpose(-1, -2)
+
+
+@dataclass
+class Projection:
+    """Per-camera projected Gaussians (C cameras, N Gaussians)."""
+
+    means2d: Tensor  # [C, N, 2] pixel coordinates
+    conics: Tensor  # [C, N, 3] (a, b, c) of the inverse 2D covariance
+    depths: Tensor  # [C, N] camera-space z
+    radii: Tensor  # [C, N, 2] int32, 0 where culled
+    means_cam: Tensor  # [C, N, 3] camera-space centres
+    rot_cam: Tensor  # [C, N, 3, 3] Gaussian axes in camera space
+
+
+def project(
+    means: Tensor,
+    quats: Tensor,
+    scales: Tensor,
+    viewmats: Tensor,
+    Ks: Tensor,
+    width: int,
+    height: int,
+    eps2d: float = 0.3,
+    near_plane: float = 0.01,
+    far_plane: float = 1e10,
+) -> Projection:
+    """Project Gaussians. means [N,3], quats [N,4], scales [N,3] (linear), viewmats [C,4,4], Ks [C,3,3]."""
+    R = viewmats[:, None, :3, :3]  # [C, 1, 3, 3]
+    t = viewmats[:, None, :3, 3]  # [C, 1, 3]
+    means_c = (R @ means[None, :, :, None]).squeeze(-1) + t  # [C, N, 3]
+    rot = quat_to_rotmat(quats)  # [N, 3, 3]
+    rot_c = R @ rot[None]  # [C, N, 3, 3]
+    M = rot_c * scales[None, :, None, :]
+    cov_c = M @ M.transpose(-1, -2)  # [C, N, 3, 3]
+
+    fx = Ks[:, 0, 0, None]
+    fy = Ks[:, 1, 1, None]
+    cx = Ks[:, 0, 2, None]
+    cy = Ks[:, 1, 2, None]
+    tx, ty, tz = means_c.unbind(-1)
+    tan_fovx = 0.5 * width / fx
+    tan_fovy = 0.5 * height / fy
+    lim_x_pos = (width - cx) / fx + 0.3 * tan_fovx
+    lim_x_neg = cx / fx + 0.3 * tan_fovx
+    lim_y_pos = (height - cy) / fy + 0.3 * tan_fovy
+    lim_y_neg = cy / fy + 0.3 * tan_fovy
+    tz_safe = torch.where(tz.abs() < 1e-6, torch.full_like(tz, 1e-6), tz)
+    txc = tz_safe * torch.clamp(tx / tz_safe, min=-lim_x_neg, max=lim_x_pos)
+    tyc = tz_safe * torch.clamp(ty / tz_safe, min=-lim_y_neg, max=lim_y_pos)
+    zero = torch.zeros_like(tz)
+    J = torch.stack(
+        [fx / tz_safe, zero, -fx * txc / tz_safe**2, zero, fy / tz_safe, -fy * tyc / tz_safe**2], dim=-1
+    ).reshape(tz.shape + (2, 3))
+    cov2d = J @ cov_c @ J.transpose(-1, -2)  # [C, N, 2, 2]
+    cov2d = cov2d + eps2d * torch.eye(2, dtype=means.dtype, device=means.device)
+    det = (cov2d[..., 0, 0] * cov2d[..., 1, 1] - cov2d[..., 0, 1] * cov2d[..., 1, 0]).clamp(min=1e-10)
+    conics = torch.stack(
+        [cov2d[..., 1, 1] / det, -(cov2d[..., 0, 1] + cov2d[..., 1, 0]) / 2.0 / det, cov2d[..., 0, 0] / det], dim=-1
+    )
+    means2d = torch.stack([fx * tx / tz_safe + cx, fy * ty / tz_safe + cy], dim=-1)
+
+    with torch.no_grad():
+        radius = torch.stack(
+            [torch.ceil(3.33 * cov2d[..., 0, 0].sqrt()), torch.ceil(3.33 * cov2d[..., 1, 1].sqrt())], dim=-1
+        )
+        valid = (det > 0) & (tz > near_plane) & (tz < far_plane) & torch.isfinite(means2d).all(-1)
+        inside = (
+            (means2d[..., 0] + radius[..., 0] > 0)
+            & (means2d[..., 0] - radius[..., 0] < width)
+            & (means2d[..., 1] + radius[..., 1] > 0)
+            & (means2d[..., 1] - radius[..., 1] < height)
+        )
+        radius = torch.where((valid & inside)[..., None], radius, torch.zeros_like(radius))
+        radius = torch.nan_to_num(radius, nan=0.0, posinf=0.0).clamp(max=1e6)
+    return Projection(means2d, conics, tz, radius.int(), means_c, rot_c)
