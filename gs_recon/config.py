@@ -1,0 +1,166 @@
+"""Dataclass configs, YAML presets and ``--key.sub value`` CLI overrides.
+
+Every constant the method uses lives here with a comment saying where it comes from.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import yaml
+
+from .data.errors import SceneError
+
+
+@dataclass
+class DataConfig:
+    downscale: float = 1.0  # images are resized by 1/downscale on load
+    white_background: bool = True  # RGBA images are composited on white (NeRF-synthetic convention) or black
+    test_every: int = 8  # without split.json: every 8th image is a test view (mip-NeRF 360 convention)
+    max_size: int = 1600  # images wider than this are downscaled further (3DGS does the same at 1600 px)
+
+
+@dataclass
+class ModelConfig:
+    sh_degree: int = 3  # max SH degree (0..3); raised by one every sh_degree_interval steps
+    sh_degree_interval: int = 1000  # 3DGS schedule
+    init_opacity: float = 0.1  # 3DGS initial opacity
+    init_scale: float = 1.0  # multiplier on the mean 3-NN distance
+    hull_points_per_object: int = 3000  # visual-hull samples per object when no SfM points cover it
+    background_points: int = 4000  # random background points for scenes without SfM points
+    hull_resolution: int = 64  # voxels per side of each object's carving grid
+
+
+@dataclass
+class TrainConfig:
+    iterations: int = 7000
+    batch_size: int = 1  # views per step
+    lr_means: float = 1.6e-4  # 3DGS learning rates (means scaled by scene extent)
+    lr_scales: float = 5e-3
+    lr_quats: float = 1e-3
+    lr_opacities: float = 5e-2
+    lr_sh0: float = 2.5e-3
+    lr_shN: float = 2.5e-3 / 20
+    ssim_lambda: float = 0.2  # 3DGS: (1 - 0.2) L1 + 0.2 D-SSIM
+    mask_lambda: float = 0.1  # per-object alpha vs instance mask (BCE)
+    depth_lambda: float = 0.0  # scale/shift-invariant depth prior loss (needs depth/)
+    normal_lambda: float = 0.0  # normal prior loss (needs normal/)
+    scale_reg_lambda: float = 0.01  # penalise scales larger than scale_reg_max (fraction of scene extent)
+    scale_reg_max: float = 0.05
+    # densification (gsplat DefaultStrategy); iteration fields are scaled for short runs
+    refine_start_iter: int = 500
+    refine_stop_iter: int = 15000
+    refine_every: int = 100
+    reset_every: int = 3000
+    grow_grad2d: float = 0.0002
+    prune_opa: float = 0.005
+    cap_max: int = 1_000_000  # hard cap on Gaussian count (after growth, the lowest-opacity ones are pruned)
+    checkpoint_every: int = 1000
+    seed: int = 0
+    backend: str = "auto"  # auto | cpu | gsplat
+    device: str = "auto"  # auto | cpu | cuda
+    eval_every: int = 0  # 0 = only at the end
+
+
+@dataclass
+class OutputConfig:
+    out_dir: Optional[str] = None  # default outputs/<scene>/<timestamp>
+    export_splat: bool = True
+    save_test_renders: bool = True
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+    guidance: str = "none"  # none | sd (the diffusion prior stages, see docs)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _coerce(value: str, typ: Any, key: str):
+    t = typ if isinstance(typ, type) else None
+    s = str(typ)
+    try:
+        if t is bool or s == "bool":
+            if value.lower() in ("1", "true", "yes", "on"):
+                return True
+            if value.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(value)
+        if t is int or s == "int":
+            return int(float(value)) if "e" in value.lower() else int(value)
+        if t is float or s == "float":
+            return float(value)
+        if "Optional[str]" in s or t is str or s == "str":
+            return None if value.lower() in ("none", "null") else value
+        if "List" in s:
+            return [v for v in value.split(",") if v]
+    except ValueError:
+        raise SceneError(f"config: --{key} expects {s}, got {value!r}") from None
+    return value
+
+
+def _apply(obj, d: Dict[str, Any], prefix: str, source: str):
+    fields = {f.name: f for f in dataclasses.fields(obj)}
+    for k, v in d.items():
+        if k not in fields:
+            raise SceneError(f"{source}: unknown config key '{prefix}{k}' (valid: {', '.join(sorted(fields))})")
+        cur = getattr(obj, k)
+        if dataclasses.is_dataclass(cur):
+            if not isinstance(v, dict):
+                raise SceneError(f"{source}: '{prefix}{k}' must be a mapping")
+            _apply(cur, v, f"{prefix}{k}.", source)
+        else:
+            setattr(obj, k, v)
+
+
+def load_config(path: Optional[str | Path] = None, overrides: Optional[List[str]] = None) -> Config:
+    """Defaults, then a YAML preset, then ``key.sub=value`` / ``--key.sub value`` overrides."""
+    cfg = Config()
+    if path is not None:
+        p = Path(path)
+        if not p.exists():
+            raise SceneError(f"{p}: config file not found (presets live in configs/)")
+        try:
+            d = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise SceneError(f"{p}: invalid YAML ({str(e).splitlines()[0]})") from None
+        if not isinstance(d, dict):
+            raise SceneError(f"{p}: a config file must be a YAML mapping")
+        _apply(cfg, d, "", str(p))
+    for key, value in parse_overrides(overrides or []):
+        obj, parts = cfg, key.split(".")
+        for part in parts[:-1]:
+            if not hasattr(obj, part) or not dataclasses.is_dataclass(getattr(obj, part)):
+                raise SceneError(f"command line: unknown config key '{key}'")
+            obj = getattr(obj, part)
+        fmap = {f.name: f for f in dataclasses.fields(obj)}
+        if parts[-1] not in fmap:
+            raise SceneError(f"command line: unknown config key '{key}' (valid here: {', '.join(sorted(fmap))})")
+        setattr(obj, parts[-1], _coerce(value, fmap[parts[-1]].type, key))
+    return cfg
+
+
+def parse_overrides(args: List[str]):
+    """['--a.b', '1', '--c=2', 'd.e=3'] -> [('a.b','1'), ('c','2'), ('d.e','3')]."""
+    out, i = [], 0
+    while i < len(args):
+        a = args[i]
+        if a.startswith("--"):
+            a = a[2:]
+        if "=" in a:
+            k, v = a.split("=", 1)
+            out.append((k, v))
+            i += 1
+        else:
+            if i + 1 >= len(args):
+                raise SceneError(f"command line: --{a} needs a value")
+            out.append((a, args[i + 1]))
+            i += 2
+    return out

@@ -1,0 +1,2 @@
+from .errors import SceneError  # noqa: F401
+from .scene import ObjectInfo, Scene, load_scene  # noqa: F401

@@ -1,0 +1,350 @@
+"""Load a scene folder (see README "Input contract") into one neutral ``Scene``.
+
+Everything is converted once here: OpenCV world-to-camera poses, one common image size (centre crop to
+the smallest, intrinsics shifted accordingly), distortion removed, and the world normalised so the camera
+centres lie within a unit sphere around the origin (``world_from_internal`` undoes it on export).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .errors import SceneError
+from .parsers import find_colmap_dir, find_transforms, parse_colmap, parse_transforms
+
+log = logging.getLogger("gs_recon")
+
+
+@dataclass
+class ObjectInfo:
+    id: int
+    name: str
+    prompt: str
+
+
+@dataclass
+class Scene:
+    name: str
+    root: Path
+    image_names: List[str]
+    images: Tensor  # [C, H, W, 3] float32 in [0, 1]
+    viewmats: Tensor  # [C, 4, 4] OpenCV world-to-camera, internal (normalised) frame
+    Ks: Tensor  # [C, 3, 3]
+    width: int
+    height: int
+    train_idx: List[int]
+    test_idx: List[int]
+    objects: List[ObjectInfo]  # objects (id > 0); background is label 0
+    instance: Optional[Tensor] = None  # [C, H, W] int64 labels, 0 = background
+    alpha: Optional[Tensor] = None  # [C, H, W] float foreground alpha from RGBA images
+    depth_prior: Optional[Tensor] = None  # [C, H, W] float
+    normal_prior: Optional[Tensor] = None  # [C, H, W, 3] float
+    points: Optional[Tensor] = None  # [P, 3] SfM points, internal frame
+    point_colors: Optional[Tensor] = None  # [P, 3] in [0, 1]
+    world_from_internal: Tensor = field(default_factory=lambda: torch.eye(4))  # [4, 4] similarity
+    up: Tensor = field(default_factory=lambda: torch.tensor([0.0, 0.0, 1.0]))  # [3] scene up, internal frame
+    background_color: Tensor = field(default_factory=lambda: torch.ones(3))
+    source: str = ""
+
+    @property
+    def n_labels(self) -> int:
+        return 1 + max([o.id for o in self.objects], default=0)
+
+    @property
+    def scale(self) -> float:
+        """Internal units per world unit."""
+        return float(1.0 / self.world_from_internal[0, :3].norm())
+
+    def camera_centres(self) -> Tensor:
+        """[C, 3] camera centres in the internal frame."""
+        R, t = self.viewmats[:, :3, :3], self.viewmats[:, :3, 3:]
+        return -(R.transpose(1, 2) @ t)[..., 0]
+
+    def object_name(self, oid: int) -> str:
+        for o in self.objects:
+            if o.id == oid:
+                return o.name
+        return "background" if oid == 0 else f"object_{oid}"
+
+
+def _load_image(path: Path) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if im.mode in ("RGBA", "LA") or (im.mode == "P" and "transparency" in im.info):
+                return np.asarray(im.convert("RGBA"))
+            return np.asarray(im.convert("RGB"))
+    except (UnidentifiedImageError, OSError, SyntaxError) as e:
+        raise SceneError(f"{path}: unreadable or corrupt image ({type(e).__name__}); replace or delete it") from None
+
+
+def _load_label(path: Path) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+            a = np.asarray(im)
+    except (UnidentifiedImageError, OSError, SyntaxError) as e:
+        raise SceneError(f"{path}: unreadable instance mask ({type(e).__name__})") from None
+    if a.ndim == 3:
+        a = a[..., 0]
+    return a.astype(np.int64)
+
+
+def _resize(a: np.ndarray, size, nearest: bool) -> np.ndarray:
+    from PIL import Image
+
+    w, h = size
+    if a.shape[1] == w and a.shape[0] == h:
+        return a
+    if nearest:
+        im = Image.fromarray(a.astype(np.int32), mode="I")
+        return np.asarray(im.resize((w, h), Image.NEAREST)).astype(a.dtype)
+    if a.dtype == np.uint8:
+        return np.asarray(Image.fromarray(a).resize((w, h), Image.LANCZOS))
+    chans = [np.asarray(Image.fromarray(a[..., i].astype(np.float32), mode="F").resize((w, h), Image.BILINEAR))
+             for i in range(a.shape[-1])] if a.ndim == 3 else [np.asarray(Image.fromarray(a.astype(np.float32), mode="F").resize((w, h), Image.BILINEAR))]
+    return np.stack(chans, -1) if a.ndim == 3 else chans[0]
+
+
+def undistort(img: np.ndarray, K: np.ndarray, dist: np.ndarray, nearest: bool = False) -> np.ndarray:
+    """Resample an image [H,W,(C)] taken with OpenCV radial-tangential distortion (k1,k2,p1,p2) to the
+    pinhole camera K with the same size: each output pixel looks up where the lens put that ray."""
+    from scipy.ndimage import map_coordinates
+
+    H, W = img.shape[:2]
+    ys, xs = np.meshgrid(np.arange(H) + 0.5, np.arange(W) + 0.5, indexing="ij")
+    x = (xs - K[0, 2]) / K[0, 0]
+    y = (ys - K[1, 2]) / K[1, 1]
+    k1, k2, p1, p2 = dist
+    r2 = x * x + y * y
+    radial = 1 + k1 * r2 + k2 * r2 * r2
+    xd = x * radial + 2 * p1 * x * y + p2 * (r2 + 2 * x * x)
+    yd = y * radial + p1 * (r2 + 2 * y * y) + 2 * p2 * x * y
+    u = xd * K[0, 0] + K[0, 2] - 0.5
+    v = yd * K[1, 1] + K[1, 2] - 0.5
+    order = 0 if nearest else 1
+    if img.ndim == 2:
+        return map_coordinates(img, [v, u], order=order, mode="nearest").astype(img.dtype)
+    return np.stack([map_coordinates(img[..., c], [v, u], order=order, mode="nearest") for c in range(img.shape[2])], -1).astype(img.dtype)
+
+
+def _read_objects(root: Path) -> Dict[int, ObjectInfo]:
+    p = root / "objects.json"
+    if not p.exists():
+        return {}
+    try:
+        d = json.loads(p.read_text())
+        objs = d["objects"] if isinstance(d, dict) else d
+        out = {}
+        for o in objs:
+            oid = int(o["id"])
+            if oid <= 0:
+                raise SceneError(f"{p}: object id {oid} must be > 0 (0 is the background)")
+            name = str(o.get("name") or f"object_{oid}")
+            out[oid] = ObjectInfo(oid, name, str(o.get("prompt") or f"a photo of a {name}"))
+        return out
+    except SceneError:
+        raise
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+        raise SceneError(f"{p}: malformed ({type(e).__name__}: {e}); expected {{\"objects\": [{{\"id\": 1, \"name\": ...}}]}}") from None
+
+
+def _frames(root: Path):
+    if find_colmap_dir(root) is not None:
+        frames, pts, cols = parse_colmap(root, root / "images")
+        return frames, pts, cols, None
+    if find_transforms(root):
+        return parse_transforms(root)
+    raise SceneError(
+        f"{root}: no cameras found; expected sparse/0/ or sparse/ (COLMAP) or transforms.json / transforms_train.json"
+    )
+
+
+def load_scene(root: str | Path, cfg=None) -> Scene:
+    """Load SCENE_DIR. cfg: DataConfig (defaults when None)."""
+    from ..config import DataConfig
+
+    cfg = cfg or DataConfig()
+    root = Path(root)
+    if not root.is_dir():
+        raise SceneError(f"{root}: scene folder not found; pass a folder with images/ and sparse/ or transforms.json")
+    frames, pts, cols, split = _frames(root)
+    if not frames:
+        raise SceneError(f"{root}: the camera file lists no images")
+    kept = []
+    for fr in frames:
+        if not np.isfinite(fr["viewmat"]).all() or not np.isfinite(fr["K"]).all():
+            raise SceneError(f"{fr['source']}: non-finite (NaN/inf) pose or intrinsics for image {fr['name']}; fix the camera file")
+        if not fr["path"].exists():
+            warnings.warn(f"gs_recon: {fr['path']} is listed in {fr['source']} but missing; skipping it", stacklevel=2)
+            continue
+        kept.append(fr)
+    if not kept:
+        raise SceneError(f"{root}: none of the {len(frames)} images listed in {frames[0]['source']} exist (looked in {frames[0]['path'].parent})")
+    frames = kept
+    objects = _read_objects(root)
+
+    # load, undistort, downscale
+    imgs, alphas, Ks, sizes = [], [], [], []
+    ds = float(cfg.downscale)
+    for fr in frames:
+        a = _load_image(fr["path"])
+        h0, w0 = a.shape[:2]
+        K = fr["K"].copy()
+        if fr["width"] and fr["height"] and (fr["width"], fr["height"]) != (w0, h0):
+            K[0] *= w0 / fr["width"]
+            K[1] *= h0 / fr["height"]
+        if np.any(fr["dist"] != 0):
+            a = undistort(a, K, fr["dist"])
+        s = max(ds, w0 / cfg.max_size, 1.0)
+        w, h = max(1, round(w0 / s)), max(1, round(h0 / s))
+        a = _resize(a, (w, h), nearest=False)
+        K[0] *= w / w0
+        K[1] *= h / h0
+        imgs.append(a)
+        Ks.append(K)
+        sizes.append((w, h))
+        fr["scale_xy"] = (w / w0, h / h0)
+    W, H = min(s[0] for s in sizes), min(s[1] for s in sizes)
+    bg = np.ones(3) if cfg.white_background else np.zeros(3)
+    rgb_list = []
+    for i, a in enumerate(imgs):
+        h, w = a.shape[:2]
+        oy, ox = (h - H) // 2, (w - W) // 2
+        a = a[oy : oy + H, ox : ox + W]
+        Ks[i][0, 2] -= ox
+        Ks[i][1, 2] -= oy
+        frames[i]["crop"] = (ox, oy)
+        f = a.astype(np.float32) / 255.0
+        if f.shape[-1] == 4:
+            al = f[..., 3:4]
+            alphas.append(al[..., 0])
+            f = f[..., :3] * al + bg * (1 - al)
+        else:
+            alphas.append(None)
+        rgb_list.append(f[..., :3])
+    images = torch.from_numpy(np.stack(rgb_list)).float()
+    alpha = torch.from_numpy(np.stack(alphas)).float() if all(a is not None for a in alphas) else None
+
+    # instance masks
+    inst = None
+    inst_dir = root / "instance"
+    if inst_dir.is_dir():
+        labs = []
+        for i, fr in enumerate(frames):
+            stem = Path(fr["name"]).stem
+            cands = [inst_dir / f"{stem}.png", inst_dir / f"{Path(fr['name']).name}.png"]
+            p = next((c for c in cands if c.exists()), None)
+            if p is None:
+                raise SceneError(f"{inst_dir}: no instance mask for image {fr['name']} (expected {cands[0].name})")
+            lab = _load_label(p)
+            src = _load_image(fr["path"]).shape[:2]
+            if lab.shape != src:
+                raise SceneError(f"{p}: mask size {lab.shape[1]}x{lab.shape[0]} does not match image {fr['path'].name} "
+                                 f"({src[1]}x{src[0]}); masks must have the image's size")
+            if np.any(fr["dist"] != 0):
+                lab = undistort(lab, fr["K"], fr["dist"], nearest=True)
+            w, h = sizes[i]
+            lab = _resize(lab, (w, h), nearest=True)
+            ox, oy = fr["crop"]
+            labs.append(lab[oy : oy + H, ox : ox + W])
+        inst = torch.from_numpy(np.stack(labs)).long()
+        present = set(int(v) for v in torch.unique(inst).tolist()) - {0}
+        for k in sorted(present - set(objects)):
+            warnings.warn(f"gs_recon: label {k} appears in {inst_dir} but not in objects.json; naming it object_{k}", stacklevel=2)
+            objects[k] = ObjectInfo(k, f"object_{k}", f"a photo of an object")
+        for k in sorted(set(objects) - present):
+            warnings.warn(f"gs_recon: object {k} ({objects[k].name}) in objects.json never appears in {inst_dir}; it will have no Gaussians", stacklevel=2)
+    elif alpha is not None:
+        inst = (alpha > 0.5).long()
+        if 1 not in objects:
+            objects[1] = ObjectInfo(1, root.name or "object", f"a photo of a {root.name or 'object'}")
+
+    depth_prior = _load_priors(root / "depth", frames, sizes, (W, H), 1)
+    normal_prior = _load_priors(root / "normal", frames, sizes, (W, H), 3)
+
+    # normalisation: camera centres into the unit sphere
+    vms = np.stack([fr["viewmat"] for fr in frames])
+    centres = -np.einsum("cji,cj->ci", vms[:, :3, :3], vms[:, :3, 3])
+    centre = centres.mean(0)
+    radius = float(np.linalg.norm(centres - centre, axis=1).max())
+    if radius < 1e-8:
+        radius = float(np.linalg.norm(pts - centre, axis=1).max()) if pts is not None and len(pts) else 1.0
+    s = 1.0 / max(radius, 1e-8)
+    vms_int = vms.copy()
+    vms_int[:, :3, 3] = s * (np.einsum("cij,j->ci", vms[:, :3, :3], centre) + vms[:, :3, 3])
+    w_from_i = np.eye(4)
+    w_from_i[:3, :3] /= s
+    w_from_i[:3, 3] = centre
+    up = -vms[:, 1, :3].mean(0)  # camera "up" is -y in OpenCV axes; rows of R are camera axes in world
+    up = up / max(np.linalg.norm(up), 1e-8)
+
+    names = [fr["name"] for fr in frames]
+    train_idx, test_idx = _split(root, names, split, cfg.test_every)
+    return Scene(
+        name=root.resolve().name, root=root, image_names=names, images=images,
+        viewmats=torch.from_numpy(vms_int).float(), Ks=torch.from_numpy(np.stack(Ks)).float(), width=W, height=H,
+        train_idx=train_idx, test_idx=test_idx, objects=sorted(objects.values(), key=lambda o: o.id),
+        instance=inst, alpha=alpha, depth_prior=depth_prior, normal_prior=normal_prior,
+        points=torch.from_numpy((pts - centre) * s).float() if pts is not None else None,
+        point_colors=torch.from_numpy(cols / 255.0).float() if cols is not None else None,
+        world_from_internal=torch.from_numpy(w_from_i).float(), up=torch.from_numpy(up).float(),
+        background_color=torch.from_numpy(bg).float(), source=frames[0]["source"],
+    )
+
+
+def _load_priors(d: Path, frames, sizes, size, ch: int) -> Optional[Tensor]:
+    if not d.is_dir():
+        return None
+    out = []
+    W, H = size
+    for i, fr in enumerate(frames):
+        p = d / f"{Path(fr['name']).stem}.npy"
+        if not p.exists():
+            warnings.warn(f"gs_recon: {d} lacks {p.name}; ignoring the {d.name} priors", stacklevel=2)
+            return None
+        try:
+            a = np.load(p, allow_pickle=False).astype(np.float32)
+        except (ValueError, OSError) as e:
+            raise SceneError(f"{p}: unreadable .npy ({e})") from None
+        if ch == 3 and a.ndim == 3 and a.shape[0] == 3:
+            a = a.transpose(1, 2, 0)
+        a = _resize(a, sizes[i], nearest=False)
+        ox, oy = fr["crop"]
+        out.append(a[oy : oy + H, ox : ox + W])
+    return torch.from_numpy(np.stack(out)).float()
+
+
+def _split(root: Path, names: List[str], split, test_every: int):
+    sp = root / "split.json"
+    explicit = sp.exists()
+    if explicit:
+        try:
+            split = json.loads(sp.read_text())
+        except json.JSONDecodeError as e:
+            raise SceneError(f"{sp}: invalid JSON ({e.msg})") from None
+    if split:
+        def idx(lst):
+            s = {Path(n).name for n in lst} | set(lst)
+            return [i for i, n in enumerate(names) if n in s or Path(n).name in s]
+        tr = idx(split.get("train", []))
+        te = idx(split.get("test", []))
+        if tr and (te or explicit):
+            return tr, te
+    if len(names) < 2 or test_every <= 0:
+        return list(range(len(names))), []
+    te = [i for i in range(len(names)) if i % test_every == 0]
+    tr = [i for i in range(len(names)) if i % test_every != 0]
+    return tr, te
