@@ -1,0 +1,41 @@
+"""Image metrics: PSNR and SSIM (Wang et al. 2004: 11x11 Gaussian window, sigma 1.5, K1=0.01, K2=0.03)."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def psnr(pred: Tensor, gt: Tensor, mask: Tensor | None = None) -> float:
+    """pred, gt [..., 3] in [0,1]; optional mask [...] bool -> PSNR in dB."""
+    d = (pred.clamp(0, 1) - gt) ** 2
+    mse = d[mask].mean() if mask is not None else d.mean()
+    return float(-10 * torch.log10(mse.clamp(min=1e-12)))
+
+
+def _gauss_window(size: int = 11, sigma: float = 1.5, dtype=torch.float32, device=None) -> Tensor:
+    x = torch.arange(size, dtype=dtype, device=device) - (size - 1) / 2
+    g = torch.exp(-(x**2) / (2 * sigma**2))
+    g = g / g.sum()
+    return g[:, None] * g[None, :]
+
+
+def ssim_map(pred: Tensor, gt: Tensor, size: int = 11, sigma: float = 1.5) -> Tensor:
+    """pred, gt [B, H, W, 3] -> SSIM map [B, H', W', 3] (valid convolution, no padding)."""
+    x = pred.permute(0, 3, 1, 2)
+    y = gt.permute(0, 3, 1, 2)
+    Cn = x.shape[1]
+    w = _gauss_window(size, sigma, x.dtype, x.device)[None, None].repeat(Cn, 1, 1, 1)
+    mu_x = F.conv2d(x, w, groups=Cn)
+    mu_y = F.conv2d(y, w, groups=Cn)
+    sxx = F.conv2d(x * x, w, groups=Cn) - mu_x**2
+    syy = F.conv2d(y * y, w, groups=Cn) - mu_y**2
+    sxy = F.conv2d(x * y, w, groups=Cn) - mu_x * mu_y
+    c1, c2 = 0.01**2, 0.03**2
+    m = ((2 * mu_x * mu_y + c1) * (2 * sxy + c2)) / ((mu_x**2 + mu_y**2 + c1) * (sxx + syy + c2))
+    return m.permute(0, 2, 3, 1)
+
+
+def ssim(pred: Tensor, gt: Tensor) -> Tensor:
+    """Mean SSIM of [B, H, W, 3] images (differentiable)."""
+    return ssim_map(pred, gt).mean()

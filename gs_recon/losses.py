@@ -1,0 +1,53 @@
+"""Reconstruction losses. Images are [C, H, W, 3]; masks/labels [C, H, W]."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .eval.metrics import ssim
+
+
+def rgb_loss(pred: Tensor, gt: Tensor, ssim_lambda: float) -> Tensor:
+    """(1 - lambda) L1 + lambda (1 - SSIM), the 3DGS photometric loss."""
+    return (1 - ssim_lambda) * (pred - gt).abs().mean() + ssim_lambda * (1 - ssim(pred, gt))
+
+
+def mask_loss(object_alpha: Tensor, instance: Tensor) -> Tensor:
+    """Per-object alpha [C,H,W,L] vs instance labels [C,H,W].
+
+    Each object k > 0 must have alpha 1 inside its mask and 0 outside. The background (label 0) must be
+    transparent where an object is seen (elsewhere it may be empty space or a wall, so it is not asked to be 1).
+    """
+    L = object_alpha.shape[-1]
+    target = F.one_hot(instance.clamp(0, L - 1), L).to(object_alpha)
+    a = object_alpha.clamp(0, 1)
+    err = (a - target).abs()
+    obj_term = err[..., 1:].mean() * (L - 1) / max(L - 1, 1) if L > 1 else a.new_zeros(())
+    bg_term = (a[..., 0] * (instance > 0).to(a)).mean()
+    return obj_term + bg_term
+
+
+def depth_prior_loss(depth: Tensor, prior: Tensor, mask: Tensor) -> Tensor:
+    """Scale/shift-invariant depth loss: fit prior to rendered depth by least squares on the mask, then L1.
+    depth, prior [C,H,W]; mask [C,H,W] bool."""
+    losses = []
+    for d, p, m in zip(depth, prior, mask):
+        if m.sum() < 10:
+            continue
+        x, y = p[m], d[m]
+        A = torch.stack([x, torch.ones_like(x)], -1)
+        sol = torch.linalg.lstsq(A.detach(), y.detach()[:, None]).solution[:, 0]
+        losses.append((A @ sol - y).abs().mean())
+    return torch.stack(losses).mean() if losses else depth.new_zeros(())
+
+
+def normal_prior_loss(normals: Tensor, prior: Tensor, mask: Tensor) -> Tensor:
+    """1 - cos between rendered [C,H,W,3] and prior normals (same camera frame), on mask [C,H,W]."""
+    cos = (F.normalize(normals, dim=-1) * F.normalize(prior, dim=-1)).sum(-1)
+    return (1 - cos)[mask].mean() if mask.any() else normals.new_zeros(())
+
+
+def scale_reg(log_scales: Tensor, max_scale: float) -> Tensor:
+    """Penalise Gaussian scales above max_scale (internal units). log_scales [N,3]."""
+    return F.relu(torch.exp(log_scales) - max_scale).mean()

@@ -1,0 +1,90 @@
+"""The whole run for one scene: load, reconstruct (and later stages), evaluate, export, manifest."""
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Dict, Optional
+
+import torch
+
+from .config import Config
+from .data.errors import SceneError
+from .data.scene import load_scene
+from .export.scene_export import export_splats, save_png, write_manifest
+
+log = logging.getLogger("gs_recon")
+
+
+def default_out_dir(scene_dir: Path) -> Path:
+    return Path("outputs") / Path(scene_dir).resolve().name / datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
+def check_writable(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write_test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise SceneError(f"{out}: output folder is not writable ({e.strerror}); pass --output.out_dir to a writable place") from None
+
+
+def run(scene_dir: str | Path, cfg: Config, resume: bool = False, progress: bool = True) -> Dict:
+    """Reconstruct SCENE_DIR with `cfg`. Returns the manifest written to OUT_DIR/scene.json."""
+    from .train.recon import Trainer
+
+    t_start = time.time()
+    scene = load_scene(scene_dir, cfg.data)
+    out = Path(cfg.output.out_dir) if cfg.output.out_dir else default_out_dir(Path(scene_dir))
+    check_writable(out)
+    ckpt = out / "checkpoints" / "last.pt"
+    timings = {}
+    t0 = time.time()
+    trainer = Trainer(scene, cfg, out)
+    if resume:
+        trainer.load(ckpt)
+        log.info("resumed from %s at step %d", ckpt, trainer.step)
+    trainer.fit(cfg.train.iterations, progress=progress, ckpt_path=ckpt)
+    trainer.save(ckpt)
+    timings["reconstruction_s"] = time.time() - t0
+
+    if cfg.guidance != "none":
+        from .prior.stages import run_prior_stages
+
+        t0 = time.time()
+        run_prior_stages(trainer, cfg, progress=progress, ckpt_path=ckpt)
+        timings["prior_s"] = time.time() - t0
+
+    t0 = time.time()
+    metrics = {"train": trainer.evaluate(scene.train_idx[:: max(1, len(scene.train_idx) // 8)]),
+               "test": trainer.evaluate(scene.test_idx)}
+    if cfg.output.save_test_renders:
+        with torch.no_grad():
+            for i in scene.test_idx:
+                r = trainer.render_views([i], sh_degree=cfg.model.sh_degree)
+                save_png(out / "renders" / "test" / f"{Path(scene.image_names[i]).stem}.png", r.rgb[0])
+    timings["eval_s"] = time.time() - t0
+    t0 = time.time()
+    entries = export_splats(trainer.params, scene, out, splat=cfg.output.export_splat)
+    timings["export_s"] = time.time() - t0
+    timings["total_s"] = time.time() - t_start
+    manifest = {
+        "scene": scene.name,
+        "scene_dir": str(Path(scene_dir).resolve()),
+        "source": scene.source,
+        "world_from_internal": scene.world_from_internal.tolist(),
+        "up": scene.up.tolist(),
+        "objects": entries,
+        "cameras": {"train": [scene.image_names[i] for i in scene.train_idx],
+                    "test": [scene.image_names[i] for i in scene.test_idx],
+                    "width": scene.width, "height": scene.height},
+        "config": cfg.to_dict(),
+        "metrics": metrics,
+        "timings": timings,
+        "steps": trainer.step,
+    }
+    write_manifest(out, manifest)
+    manifest["out_dir"] = str(out)
+    return manifest

@@ -1,0 +1,1 @@
+from .recon import Trainer  # noqa: F401

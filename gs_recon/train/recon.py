@@ -1,0 +1,220 @@
+"""Stage 1, reconstruction: fit labeled Gaussians to the training photos and instance masks.
+
+Losses: (1-l) L1 + l D-SSIM, per-object mask loss, optional depth/normal priors, scale regulariser.
+Densification: gsplat's DefaultStrategy on the params dict (labels and visibility ride along).
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import torch
+from torch import Tensor
+
+from ..config import Config
+from ..data.scene import Scene
+from ..eval.metrics import psnr, ssim
+from ..gaussians.init import initial_points
+from ..gaussians.model import PARAM_KEYS, create_params
+from ..losses import depth_prior_loss, mask_loss, normal_prior_loss, rgb_loss, scale_reg
+from ..render.api import RenderOutput, render
+from .checkpoint import load_checkpoint, save_checkpoint
+
+log = logging.getLogger("gs_recon")
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+class Trainer:
+    """Owns params, optimizers and the densification strategy for one scene."""
+
+    def __init__(self, scene: Scene, cfg: Config, out_dir: Optional[Path] = None):
+        self.scene, self.cfg = scene, cfg
+        self.out_dir = Path(out_dir) if out_dir else None
+        self.device = pick_device(cfg.train.device)
+        self.step = 0
+        self.scene_scale = 1.1 * float(scene.camera_centres().norm(dim=1).max().clamp(min=1e-3))
+        torch.manual_seed(cfg.train.seed)
+        pts, cols, labs = initial_points(scene, cfg.model, seed=cfg.train.seed)
+        self.params = create_params(pts, cols, labs, cfg.model.sh_degree, cfg.model.init_opacity,
+                                    cfg.model.init_scale, self.device)
+        self._make_optimizers()
+        self._make_strategy()
+        self.gt = scene.images.to(self.device)
+        self.bg = scene.background_color.to(self.device)
+        self.history: List[Dict[str, float]] = []
+
+    # ------------------------------------------------------------------ setup
+    def _make_optimizers(self):
+        t = self.cfg.train
+        lrs = {"means": t.lr_means * self.scene_scale, "scales": t.lr_scales, "quats": t.lr_quats,
+               "opacities": t.lr_opacities, "sh0": t.lr_sh0, "shN": t.lr_shN}
+        self.optimizers = {
+            k: torch.optim.Adam([{"params": self.params[k], "lr": lrs[k], "name": k}], eps=1e-15) for k in PARAM_KEYS
+        }
+        gamma = 0.01 ** (1.0 / max(1, t.iterations))  # 3DGS: means lr decays to 1% over training
+        self.schedulers = [torch.optim.lr_scheduler.ExponentialLR(self.optimizers["means"], gamma=gamma)]
+
+    def _make_strategy(self):
+        from gsplat.strategy import DefaultStrategy
+
+        t = self.cfg.train
+        self.strategy = DefaultStrategy(
+            prune_opa=t.prune_opa, grow_grad2d=t.grow_grad2d, refine_start_iter=t.refine_start_iter,
+            refine_stop_iter=t.refine_stop_iter, reset_every=t.reset_every, refine_every=t.refine_every,
+            verbose=False,
+        )
+        self.strategy.check_sanity(self.params, self.optimizers)
+        self.strategy_state = self.strategy.initialize_state(scene_scale=self.scene_scale)
+
+    def set_trainable(self, keys) -> None:
+        """Only `keys` receive gradients and optimizer steps (stages switch this)."""
+        for k in PARAM_KEYS:
+            self.params[k].requires_grad_(k in keys)
+        self.trainable = set(keys)
+
+    # ------------------------------------------------------------------ render
+    def sh_degree_now(self) -> int:
+        m = self.cfg.model
+        return min(m.sh_degree, self.step // max(1, m.sh_degree_interval))
+
+    def render_views(self, idx: List[int], mask: Optional[Tensor] = None, sh_degree: Optional[int] = None,
+                     extra: Optional[Tensor] = None) -> RenderOutput:
+        s = self.scene
+        return render(self.params, s.viewmats[idx].to(self.device), s.Ks[idx].to(self.device), s.width, s.height,
+                      sh_degree=self.sh_degree_now() if sh_degree is None else sh_degree, background=self.bg,
+                      n_labels=s.n_labels, mask=mask, extra=extra, backend=self.cfg.train.backend)
+
+    # ------------------------------------------------------------------ losses
+    def recon_loss(self, idx: List[int], out: RenderOutput) -> Dict[str, Tensor]:
+        t, s = self.cfg.train, self.scene
+        gt = self.gt[idx]
+        losses = {"rgb": rgb_loss(out.rgb, gt, t.ssim_lambda)}
+        if s.instance is not None and t.mask_lambda > 0:
+            losses["mask"] = t.mask_lambda * mask_loss(out.object_alpha, s.instance[idx].to(self.device))
+        fg = out.alpha[..., 0] > 0.5
+        if s.depth_prior is not None and t.depth_lambda > 0:
+            losses["depth"] = t.depth_lambda * depth_prior_loss(out.depth[..., 0], s.depth_prior[idx].to(self.device), fg)
+        if s.normal_prior is not None and t.normal_lambda > 0:
+            losses["normal"] = t.normal_lambda * normal_prior_loss(out.normals, s.normal_prior[idx].to(self.device), fg)
+        if t.scale_reg_lambda > 0:
+            losses["scale"] = t.scale_reg_lambda * scale_reg(self.params["scales"], t.scale_reg_max * self.scene_scale)
+        return losses
+
+    # ------------------------------------------------------------------ step
+    def train_step(self, gen: torch.Generator) -> Dict[str, float]:
+        t, s = self.cfg.train, self.scene
+        tr = s.train_idx
+        idx = [tr[int(i)] for i in torch.randint(0, len(tr), (min(t.batch_size, len(tr)),), generator=gen)]
+        out = self.render_views(idx)
+        self.strategy.step_pre_backward(self.params, self.optimizers, self.strategy_state, self.step, out.meta)
+        losses = self.recon_loss(idx, out)
+        loss = sum(losses.values())
+        if not torch.isfinite(loss):
+            log.warning("step %d: non-finite loss, skipping the step", self.step)
+            for o in self.optimizers.values():
+                o.zero_grad(set_to_none=True)
+            self.step += 1
+            return {"loss": float("nan")}
+        loss.backward()
+        for o in self.optimizers.values():
+            o.step()
+            o.zero_grad(set_to_none=True)
+        for sch in self.schedulers:
+            sch.step()
+        self.strategy.step_post_backward(self.params, self.optimizers, self.strategy_state, self.step, out.meta,
+                                         packed=False)
+        self._enforce_cap()
+        self.step += 1
+        with torch.no_grad():
+            p = psnr(out.rgb.detach(), self.gt[idx])
+        return {"loss": float(loss.detach()), "psnr": p, **{k: float(v.detach()) for k, v in losses.items()}}
+
+    @torch.no_grad()
+    def _enforce_cap(self):
+        from gsplat.strategy.ops import remove
+
+        n = self.params["means"].shape[0]
+        cap = self.cfg.train.cap_max
+        if n <= cap:
+            return
+        op = self.params["opacities"]
+        drop = torch.zeros(n, dtype=torch.bool, device=op.device)
+        drop[torch.argsort(op)[: n - cap]] = True
+        remove(self.params, self.optimizers, self.strategy_state, drop)
+
+    # ------------------------------------------------------------------ loop
+    def fit(self, iterations: Optional[int] = None, progress: bool = True, ckpt_path: Optional[Path] = None,
+            stage: str = "reconstruction") -> None:
+        """Run reconstruction steps up to `iterations` (total). Ctrl-C saves a checkpoint and re-raises."""
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        total = iterations or self.cfg.train.iterations
+        gen = torch.Generator().manual_seed(self.cfg.train.seed + self.step)
+        every = self.cfg.train.checkpoint_every
+        cols = [TextColumn(f"[bold]{stage}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn()]
+        t0, s0 = time.time(), self.step
+        with Progress(*cols, disable=not progress, transient=False) as bar:
+            task = bar.add_task(stage, total=total, completed=self.step, info="")
+            try:
+                while self.step < total:
+                    m = self.train_step(gen)
+                    self.history.append(m)
+                    if self.step % 10 == 0 or self.step == total:
+                        rate = (self.step - s0) / max(time.time() - t0, 1e-6)
+                        info = (f"loss {m['loss']:.4f}  PSNR {m.get('psnr', float('nan')):5.2f}  "
+                                f"N {self.params['means'].shape[0]}  {rate:5.1f} it/s")
+                        bar.update(task, completed=self.step, info=info)
+                    if ckpt_path and every > 0 and self.step % every == 0:
+                        self.save(ckpt_path)
+            except KeyboardInterrupt:
+                if ckpt_path:
+                    self.save(ckpt_path)
+                    log.warning("interrupted at step %d; checkpoint saved to %s (rerun with --resume)", self.step, ckpt_path)
+                raise
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> Dict:
+        return {
+            "step": self.step,
+            "params": {k: v.detach().cpu() for k, v in self.params.items()},
+            "optim": {k: o.state_dict() for k, o in self.optimizers.items()},
+            "sched": [s.state_dict() for s in self.schedulers],
+            "strategy": {k: (v.cpu() if isinstance(v, Tensor) else v) for k, v in self.strategy_state.items()},
+        }
+
+    def save(self, path: Path) -> None:
+        save_checkpoint(path, self.state_dict())
+
+    def load(self, path: Path) -> None:
+        ck = load_checkpoint(path)
+        for k, v in ck["params"].items():
+            self.params[k] = torch.nn.Parameter(v.to(self.device), requires_grad=self.params[k].requires_grad if k in self.params else False)
+        self._make_optimizers()
+        for k, o in self.optimizers.items():
+            o.load_state_dict(ck["optim"][k])
+        for s, sd in zip(self.schedulers, ck.get("sched", [])):
+            s.load_state_dict(sd)
+        self.strategy_state = {k: (v.to(self.device) if isinstance(v, Tensor) else v) for k, v in ck["strategy"].items()}
+        self.step = int(ck["step"])
+
+    # ------------------------------------------------------------------ evaluation
+    @torch.no_grad()
+    def evaluate(self, idx: List[int]) -> Dict[str, float]:
+        """Mean PSNR / SSIM over views `idx`, rendered one at a time at the full SH degree."""
+        if not idx:
+            return {}
+        ps, ss = [], []
+        for i in idx:
+            out = self.render_views([i], sh_degree=self.cfg.model.sh_degree if self.step >= self.cfg.train.iterations else None)
+            ps.append(psnr(out.rgb, self.gt[[i]]))
+            ss.append(float(ssim(out.rgb.clamp(0, 1), self.gt[[i]])))
+        return {"psnr": sum(ps) / len(ps), "ssim": sum(ss) / len(ss), "n_views": len(idx)}
