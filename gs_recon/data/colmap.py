@@ -222,7 +222,7 @@ def write_model(model: Model, path: Path, binary: bool = True) -> None:
         with open(path / "points3D.txt", "w") as f:
             f.write("# 3D point list with one line of data per point:\n")
             for pid, x, c in zip(pids, model.points, model.colors):
-                f.write(f"{int(pid)} {x[0]!r} {x[1]!r} {x[2]!r} {int(c[0])} {int(c[1])} {int(c[2])} 0.0\n")
+                f.write(f"{int(pid)} {float(x[0])!r} {float(x[1])!r} {float(x[2])!r} {int(c[0])} {int(c[1])} {int(c[2])} 0.0\n")
 
 
 def intrinsics(cam: Camera) -> Tuple[np.ndarray, np.ndarray]:

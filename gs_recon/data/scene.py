@@ -68,6 +68,15 @@ class Scene:
         R, t = self.viewmats[:, :3, :3], self.viewmats[:, :3, 3:]
         return -(R.transpose(1, 2) @ t)[..., 0]
 
+    def viewmats_world(self) -> Tensor:
+        """[C, 4, 4] world-to-camera in the input's world frame (for rendering exported files)."""
+        s = self.scale
+        c = self.world_from_internal[:3, 3]
+        vm = self.viewmats.clone()
+        R = vm[:, :3, :3]
+        vm[:, :3, 3] = (vm[:, :3, 3] - s * (R @ c)) / s
+        return vm
+
     def object_name(self, oid: int) -> str:
         for o in self.objects:
             if o.id == oid:

@@ -58,7 +58,7 @@ def write_ply(path: str | Path, g: Dict[str, Tensor]) -> int:
     N = means.shape[0]
     sh0 = g["sh0"].detach().cpu()[keep].reshape(N, 3).numpy()
     shN = g["shN"].detach().cpu()[keep]
-    rest = shN.transpose(1, 2).reshape(N, -1).numpy()  # [N, 3*(K-1)] channel-major
+    rest = shN.transpose(1, 2).reshape(N, 3 * shN.shape[1]).numpy()  # [N, 3*(K-1)] channel-major
     cols = [("x", means[:, 0]), ("y", means[:, 1]), ("z", means[:, 2])]
     cols += [(n, np.zeros(N, np.float32)) for n in ("nx", "ny", "nz")]
     cols += [(f"f_dc_{i}", sh0[:, i]) for i in range(3)]

@@ -1,0 +1,238 @@
+"""Synthetic multi-object scenes with exact ground truth, rendered by CPU ray casting (trimesh + embree).
+
+A room (floor and three walls) holds several objects: real meshes from ``../shared/data/meshes`` when
+given, else trimesh primitives. Colours are procedural and the shading is baked (view independent), so
+a correct reconstruction can match the images closely. Writes the scene folder contract:
+images/, instance/, depth/ and normal/ (optional), sparse/0 (COLMAP binary and text), transforms.json,
+objects.json, split.json and gt/ (meshes in the scene's world frame, metres).
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+import numpy as np
+
+from .data import colmap
+
+PALETTE = [(0.85, 0.25, 0.2), (0.2, 0.55, 0.85), (0.95, 0.75, 0.2), (0.3, 0.75, 0.35), (0.7, 0.35, 0.8),
+           (0.9, 0.5, 0.15)]
+
+
+@dataclass
+class SceneObject:
+    name: str
+    mesh: "object"  # trimesh.Trimesh in world coordinates
+    color: tuple
+    prompt: str
+
+
+def _load_mesh(path: Path, size: float):
+    import trimesh
+
+    m = trimesh.load(path, force="mesh", process=True)
+    m.apply_translation(-m.bounds.mean(0))
+    m.apply_scale(size / float(max(m.extents)))
+    return m
+
+
+def default_objects(mesh_paths: Sequence[str] = (), n: int = 3, seed: int = 0) -> List[SceneObject]:
+    """Objects on the floor (z = 0) laid out on a circle of radius 0.55 m; z is up."""
+    import trimesh
+
+    rng = np.random.default_rng(seed)
+    objs = []
+    prims = [
+        ("box", lambda: trimesh.creation.box((0.35, 0.35, 0.35)), "a red wooden box"),
+        ("ball", lambda: trimesh.creation.icosphere(subdivisions=3, radius=0.2), "a blue ball"),
+        ("cylinder", lambda: trimesh.creation.cylinder(radius=0.14, height=0.45, sections=32), "a yellow can"),
+        ("cone", lambda: trimesh.creation.cone(radius=0.2, height=0.4, sections=32), "a green cone"),
+        ("capsule", lambda: trimesh.creation.capsule(height=0.25, radius=0.12), "a purple capsule"),
+    ]
+    for i in range(n):
+        if i < len(mesh_paths):
+            p = Path(mesh_paths[i])
+            name = p.stem.replace("-", "_")
+            m = _load_mesh(p, 0.45)
+            prompt = f"a photo of a {name.replace('_', ' ')}"
+        else:
+            name, make, prompt = prims[(i - len(mesh_paths)) % len(prims)]
+            m = make()
+        ang = 2 * math.pi * i / n + 0.3
+        m.apply_translation([0.55 * math.cos(ang), 0.55 * math.sin(ang), -m.bounds[0, 2]])
+        m.apply_transform(_rotz(float(rng.uniform(0, 2 * math.pi)), m.bounds.mean(0)))
+        m.apply_translation([0, 0, -m.bounds[0, 2]])
+        objs.append(SceneObject(name, m, PALETTE[i % len(PALETTE)], prompt))
+    return objs
+
+
+def _rotz(a: float, centre) -> np.ndarray:
+    T = np.eye(4)
+    c, s = math.cos(a), math.sin(a)
+    T[:2, :2] = [[c, -s], [s, c]]
+    T[:3, 3] = np.asarray(centre) - T[:3, :3] @ np.asarray(centre)
+    return T
+
+
+def room_mesh(half: float = 3.0, height: float = 2.2):
+    """Floor plus three walls (open towards -y so cameras on the arc are inside), normals inward."""
+    import trimesh
+
+    parts = [trimesh.creation.box((2 * half, 2 * half, 0.02), transform=_tr(0, 0, -0.01))]
+    parts.append(trimesh.creation.box((2 * half, 0.02, height), transform=_tr(0, half, height / 2)))
+    parts.append(trimesh.creation.box((0.02, 2 * half, height), transform=_tr(half, 0, height / 2)))
+    parts.append(trimesh.creation.box((0.02, 2 * half, height), transform=_tr(-half, 0, height / 2)))
+    return trimesh.util.concatenate(parts)
+
+
+def _tr(x, y, z):
+    T = np.eye(4)
+    T[:3, 3] = (x, y, z)
+    return T
+
+
+def look_at_c2w(cam: np.ndarray, target: np.ndarray, up=(0, 0, 1.0)) -> np.ndarray:
+    """OpenCV camera-to-world [4,4]."""
+    z = target - cam
+    z /= np.linalg.norm(z)
+    x = np.cross(z, up)
+    x /= np.linalg.norm(x)
+    y = np.cross(z, x)
+    M = np.eye(4)
+    M[:3, 0], M[:3, 1], M[:3, 2], M[:3, 3] = x, y, z, cam
+    return M
+
+
+def arc_cameras(n: int, arc_deg: float, radius: float, elev_deg: float, centre, start_deg: float = -90.0,
+                jitter: float = 0.0, seed: int = 0) -> List[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        az = math.radians(start_deg - arc_deg / 2 + (arc_deg * (i + 0.5) / n if arc_deg < 360 else 360.0 * i / n))
+        el = math.radians(elev_deg + (rng.uniform(-jitter, jitter) if jitter else 0))
+        cam = np.array([radius * math.cos(el) * math.cos(az), radius * math.cos(el) * math.sin(az), radius * math.sin(el)])
+        out.append(look_at_c2w(cam + centre * [1, 1, 0], np.asarray(centre, float)))
+    return out
+
+
+def _shade(normals: np.ndarray, base: np.ndarray, points: np.ndarray, floor_pattern: bool) -> np.ndarray:
+    light = np.array([0.4, -0.5, 0.77])
+    light /= np.linalg.norm(light)
+    lam = np.abs(normals @ light)  # two-sided, view independent
+    col = base * (0.55 + 0.45 * lam[:, None])
+    if floor_pattern:  # smooth procedural variation so the background has texture
+        col = col * (0.85 + 0.15 * np.sin(points[:, :1] * 3.0) * np.cos(points[:, 1:2] * 3.0))
+    return np.clip(col, 0, 1)
+
+
+def render_views(objects: List[SceneObject], room, c2ws: List[np.ndarray], K: np.ndarray, W: int, H: int):
+    """Ray-cast RGB [V,H,W,3], instance [V,H,W], z-depth [V,H,W], camera normals [V,H,W,3]."""
+    import trimesh
+
+    meshes = [room] + [o.mesh for o in objects]
+    ids = np.concatenate([np.full(len(m.faces), k) for k, m in enumerate(meshes)])
+    scene_mesh = trimesh.util.concatenate(meshes)
+    try:
+        from trimesh.ray.ray_pyembree import RayMeshIntersector
+
+        rmi = RayMeshIntersector(scene_mesh)
+    except Exception:  # embree missing: slow pure-python intersector
+        rmi = trimesh.ray.ray_triangle.RayMeshIntersector(scene_mesh)
+    bases = [np.array((0.78, 0.74, 0.68))] + [np.array(o.color) for o in objects]
+    ys, xs = np.meshgrid(np.arange(H) + 0.5, np.arange(W) + 0.5, indexing="ij")
+    dirs_c = np.stack([(xs - K[0, 2]) / K[0, 0], (ys - K[1, 2]) / K[1, 1], np.ones_like(xs)], -1).reshape(-1, 3)
+    rgbs, insts, depths, normals = [], [], [], []
+    for c2w in c2ws:
+        d = dirs_c @ c2w[:3, :3].T
+        o = np.broadcast_to(c2w[:3, 3], d.shape)
+        tri, ray, loc = rmi.intersects_id(o, d / np.linalg.norm(d, axis=1, keepdims=True), multiple_hits=False,
+                                          return_locations=True)
+        rgb = np.ones((H * W, 3)) * 0.95
+        inst = np.zeros(H * W, np.uint8)
+        dep = np.zeros(H * W, np.float32)
+        nrm = np.zeros((H * W, 3), np.float32)
+        if len(tri):
+            fn = scene_mesh.face_normals[tri]
+            lab = ids[tri]
+            col = np.stack([bases[k] for k in lab]) if len(lab) else np.zeros((0, 3))
+            col = np.where((lab == 0)[:, None], _shade(fn, col, loc, True), _shade(fn, col, loc, False))
+            rgb[ray] = col
+            inst[ray] = lab
+            pc = (loc - c2w[:3, 3]) @ c2w[:3, :3]
+            dep[ray] = pc[:, 2]
+            nc = fn @ c2w[:3, :3]
+            nc = np.where((nc * pc).sum(1, keepdims=True) > 0, -nc, nc)
+            nrm[ray] = nc
+        rgbs.append(rgb.reshape(H, W, 3))
+        insts.append(inst.reshape(H, W))
+        depths.append(dep.reshape(H, W))
+        normals.append(nrm.reshape(H, W, 3))
+    return np.stack(rgbs), np.stack(insts), np.stack(depths), np.stack(normals)
+
+
+def make_scene(out: Path, mesh_paths: Sequence[str] = (), n_objects: int = 3, views: int = 24, arc: float = 360.0,
+               test_views: int = 0, width: int = 128, height: int = 96, fov_deg: float = 60.0, radius: float = 2.4,
+               elevation: float = 30.0, priors: bool = True, n_points: int = 3000, seed: int = 0) -> Path:
+    """Generate a scene folder at `out`. With test_views > 0, extra test cameras all around the scene are
+    written and split.json makes them the test set; otherwise every 8th arc view is a test view."""
+    from PIL import Image
+
+    out = Path(out)
+    objects = default_objects(mesh_paths, n_objects, seed)
+    room = room_mesh()
+    centre = np.array([0.0, 0.0, 0.2])
+    c2ws = arc_cameras(views, arc, radius, elevation, centre, jitter=5.0, seed=seed)
+    names = [f"train_{i:03d}.png" for i in range(views)]
+    if test_views:
+        c2ws += arc_cameras(test_views, 360.0, radius, elevation + 5, centre, start_deg=0.0, seed=seed + 1)
+        names += [f"test_{i:03d}.png" for i in range(test_views)]
+    f = 0.5 * width / math.tan(math.radians(fov_deg) / 2)
+    K = np.array([[f, 0, width / 2], [0, f, height / 2], [0, 0, 1.0]])
+    rgb, inst, dep, nrm = render_views(objects, room, c2ws, K, width, height)
+    for sub in ("images", "instance") + (("depth", "normal") if priors else ()):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    for i, n in enumerate(names):
+        Image.fromarray((rgb[i] * 255 + 0.5).astype(np.uint8)).save(out / "images" / n)
+        Image.fromarray(inst[i]).save(out / "instance" / n)
+        if priors:
+            np.save(out / "depth" / f"{Path(n).stem}.npy", dep[i])
+            np.save(out / "normal" / f"{Path(n).stem}.npy", nrm[i])
+    # cameras: COLMAP (binary + text) and transforms.json
+    cams = {1: colmap.Camera(1, "PINHOLE", width, height, np.array([f, f, width / 2, height / 2]))}
+    imgs = {}
+    for i, (n, c2w) in enumerate(zip(names, c2ws)):
+        w2c = np.linalg.inv(c2w)
+        imgs[i + 1] = colmap.Image(i + 1, colmap.rotmat_to_qvec(w2c[:3, :3]), w2c[:3, 3], 1, n)
+    rng = np.random.default_rng(seed)
+    allm = [room] + [o.mesh for o in objects]
+    import trimesh
+
+    pts, fidx = trimesh.sample.sample_surface(trimesh.util.concatenate(allm), n_points, seed=seed)
+    pts = pts + rng.normal(0, 0.003, pts.shape)  # SfM-like noise
+    fid = np.concatenate([np.full(len(m.faces), k) for k, m in enumerate(allm)])[fidx]
+    bases = [np.array((0.78, 0.74, 0.68))] + [np.array(o.color) for o in objects]
+    pcol = (np.stack([bases[k] for k in fid]) * 255).astype(np.uint8)
+    model = colmap.Model(cams, imgs, pts, pcol, np.arange(1, len(pts) + 1))
+    colmap.write_model(model, out / "sparse" / "0", binary=True)
+    colmap.write_model(model, out / "sparse" / "0", binary=False)
+    frames = []
+    for n, c2w in zip(names, c2ws):
+        gl = c2w.copy()
+        gl[:3, 1:3] *= -1
+        frames.append({"file_path": f"images/{n}", "transform_matrix": gl.tolist()})
+    (out / "transforms.json").write_text(json.dumps(
+        {"fl_x": f, "fl_y": f, "cx": width / 2, "cy": height / 2, "w": width, "h": height, "frames": frames}, indent=1))
+    (out / "objects.json").write_text(json.dumps(
+        {"objects": [{"id": i + 1, "name": o.name, "prompt": o.prompt} for i, o in enumerate(objects)]}, indent=1))
+    if test_views:
+        (out / "split.json").write_text(json.dumps({"train": names[:views], "test": names[views:]}, indent=1))
+    gt = out / "gt"
+    (gt / "objects").mkdir(parents=True, exist_ok=True)
+    for i, o in enumerate(objects):
+        o.mesh.export(gt / "objects" / f"{i + 1}_{o.name}.ply")
+    room.export(gt / "background.ply")
+    trimesh.util.concatenate(allm).export(gt / "scene.ply")
+    return out
