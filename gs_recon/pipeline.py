@@ -36,6 +36,9 @@ def run(scene_dir: str | Path, cfg: Config, resume: bool = False, progress: bool
     from .train.recon import Trainer
 
     t_start = time.time()
+    if cfg.guidance != "none":
+        raise SceneError(f"--guidance {cfg.guidance}: the diffusion-prior stages are not implemented in this "
+                         "release; use --guidance none (reconstruction only)")
     scene = load_scene(scene_dir, cfg.data)
     out = Path(cfg.output.out_dir) if cfg.output.out_dir else default_out_dir(Path(scene_dir))
     check_writable(out)
@@ -49,13 +52,6 @@ def run(scene_dir: str | Path, cfg: Config, resume: bool = False, progress: bool
     trainer.fit(cfg.train.iterations, progress=progress, ckpt_path=ckpt)
     trainer.save(ckpt)
     timings["reconstruction_s"] = time.time() - t0
-
-    if cfg.guidance != "none":
-        from .prior.stages import run_prior_stages
-
-        t0 = time.time()
-        run_prior_stages(trainer, cfg, progress=progress, ckpt_path=ckpt)
-        timings["prior_s"] = time.time() - t0
 
     t0 = time.time()
     metrics = {"train": trainer.evaluate(scene.train_idx[:: max(1, len(scene.train_idx) // 8)]),

@@ -1,0 +1,30 @@
+"""Acceptance: the README demo command (tools/train.py on the bundled scene, tiny CPU preset)."""
+import json
+import subprocess
+import sys
+import time
+
+from conftest import DEMO, ROOT
+
+
+def test_demo_command_reaches_24db(tmp_path):
+    t0 = time.time()
+    r = subprocess.run([sys.executable, "tools/train.py", str(DEMO), "--config", "configs/tiny_cpu.yaml",
+                        "--no-progress", "--output.out_dir", str(tmp_path / "run")],
+                       cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    elapsed = time.time() - t0
+    m = json.loads((tmp_path / "run" / "scene.json").read_text())
+    assert m["metrics"]["test"]["psnr"] >= 24.0
+    assert "test  PSNR" in r.stdout
+    assert elapsed < 300, elapsed
+
+
+def test_cli_bad_input_is_one_line(tmp_path):
+    r = subprocess.run([sys.executable, "tools/train.py", str(tmp_path / "missing")], cwd=ROOT,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2
+    assert r.stderr.strip().count("\n") == 0 and "scene folder not found" in r.stderr
+    r = subprocess.run([sys.executable, "tools/train.py", str(DEMO), "--train.nope", "1"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "unknown config key 'train.nope'" in r.stderr
