@@ -5,7 +5,7 @@ setup(
     version="0.1.0",
     description="Decompositional scene reconstruction with 3D Gaussians and a diffusion prior (DP-Recon on gsplat)",
     packages=find_packages(include=["gs_recon", "gs_recon.*"]),
-    package_data={"gs_recon": ["render/csrc/*.cpp"]},
+    package_data={"gs_recon": ["render/csrc/*.cpp", "mesh/csrc/*.cpp"]},
     python_requires=">=3.10",
     install_requires=[
         "torch>=2.4",

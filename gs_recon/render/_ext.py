@@ -1,4 +1,4 @@
-"""Build/load the C++ CPU rasterizer (JIT-compiled once with torch.utils.cpp_extension, then cached)."""
+"""Build/load the C++ CPU kernels (rasterizer, visibility, TSDF integration) (JIT-compiled once with torch.utils.cpp_extension, then cached)."""
 from __future__ import annotations
 
 import os
@@ -7,6 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 
 _SRC = Path(__file__).parent / "csrc" / "raster_cpu.cpp"
+_SRC_TSDF = Path(__file__).parent.parent / "mesh" / "csrc" / "tsdf_cpu.cpp"
 
 
 @lru_cache(maxsize=1)
@@ -24,7 +25,7 @@ def load_cpu_ext():
         build_dir.mkdir(parents=True, exist_ok=True)
         return load(
             name="gs_recon_raster_cpu",
-            sources=[str(_SRC)],
+            sources=[str(_SRC), str(_SRC_TSDF)],
             extra_cflags=["-O3", "-ffast-math", "-fopenmp"] if os.name != "nt" else ["/O2"],
             extra_ldflags=["-fopenmp"] if os.name != "nt" else [],
             build_directory=str(build_dir),

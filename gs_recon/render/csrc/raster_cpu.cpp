@@ -281,7 +281,13 @@ std::vector<torch::Tensor> accumulate_visibility(torch::Tensor means2d, torch::T
   return {vis, cnt};
 }
 
+// defined in gs_recon/mesh/csrc/tsdf_cpu.cpp (same extension module)
+void tsdf_integrate(at::Tensor tsdf_sum, at::Tensor weight, at::Tensor color_sum, at::Tensor depths,
+                    at::Tensor colors, at::Tensor Ks, at::Tensor viewmats, double lox, double loy, double loz,
+                    double voxel, int64_t X, int64_t Y, int64_t Z, double trunc);
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("tsdf_integrate", &tsdf_integrate, "TSDF integration of depth maps (CPU)");
   m.def("isect_tiles", &isect_tiles, "tile/Gaussian intersections sorted by depth");
   m.def("rasterize_fwd", &rasterize_fwd, "CPU rasterization forward");
   m.def("rasterize_bwd", &rasterize_bwd, "CPU rasterization backward");

@@ -1,0 +1,1 @@
+from .tsdf import TSDFVolume, fuse_depth_maps, clean_mesh  # noqa: F401

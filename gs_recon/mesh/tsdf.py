@@ -1,0 +1,152 @@
+"""TSDF fusion in torch (CPU or GPU), chunked over voxels so memory stays bounded, then marching cubes.
+
+Follows the 2DGS recipe: truncation ~5 voxels, per-view projective signed distance
+sdf = depth(pixel) - z(voxel), kept where sdf > -trunc, clamped to [-1, 1] after dividing by trunc,
+average over views (sums of values and weights); colours averaged likewise; marching cubes (scikit-image) on
+observed voxels only; small disconnected pieces removed.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import torch
+from torch import Tensor
+
+
+class TSDFVolume:
+    """A dense TSDF grid over the box [lo, hi] with cubic voxels of `voxel` size."""
+
+    def __init__(self, lo, hi, voxel: float, trunc_voxels: float = 5.0, device="cpu", chunk: int = 1 << 18):
+        self.lo = torch.as_tensor(lo, dtype=torch.float32, device=device)
+        hi = torch.as_tensor(hi, dtype=torch.float32, device=device)
+        self.voxel = float(voxel)
+        self.dims = tuple(int(v) for v in torch.ceil((hi - self.lo) / voxel).clamp(min=2).tolist())
+        self.trunc = trunc_voxels * self.voxel
+        self.device = device
+        self.chunk = chunk
+        n = int(np.prod(self.dims))
+        self.tsdf_sum = torch.zeros(n, device=device)
+        self.weight = torch.zeros(n, device=device)
+        self.color_sum = torch.zeros(n, 3, device=device)
+
+    def _centres(self, sl: slice) -> Tensor:
+        X, Y, Z = self.dims
+        idx = torch.arange(sl.start, sl.stop, device=self.device)
+        i, j, k = idx // (Y * Z), (idx // Z) % Y, idx % Z
+        return self.lo + (torch.stack([i, j, k], -1).float() + 0.5) * self.voxel
+
+    @torch.no_grad()
+    def integrate(self, depths: Tensor, Ks: Tensor, viewmats: Tensor, colors: Optional[Tensor] = None,
+                  masks: Optional[Tensor] = None, view_batch: int = 16) -> None:
+        """Fuse views. depths [V,H,W] (camera z, 0 = no data), Ks [V,3,3], viewmats [V,4,4] OpenCV w2c,
+        colors [V,H,W,3], masks [V,H,W] bool. Memory: chunk x view_batch voxels at a time."""
+        if depths.dim() == 2:
+            depths, Ks, viewmats = depths[None], Ks[None], viewmats[None]
+            colors = None if colors is None else colors[None]
+            masks = None if masks is None else masks[None]
+        V, H, W = depths.shape
+        n = self.weight.shape[0]
+        from ..render._ext import load_cpu_ext
+
+        ext = load_cpu_ext() if str(self.device) == "cpu" else None
+        if ext is not None:  # C++ kernel: same maths as the torch loop below, ~50x faster on CPU
+            dep = depths.float()
+            if masks is not None:
+                dep = torch.where(masks.bool(), dep, torch.zeros_like(dep))
+            cols = colors.float().contiguous() if colors is not None else torch.zeros(0)
+            lo = self.lo.tolist()
+            ext.tsdf_integrate(self.tsdf_sum, self.weight, self.color_sum, dep.contiguous(), cols, Ks.float(),
+                               viewmats.float(), lo[0], lo[1], lo[2], self.voxel, *self.dims, self.trunc)
+            return
+        for b in range(0, V, view_batch):
+            vs = slice(b, min(V, b + view_batch))
+            dep = depths[vs].to(self.device).float()
+            valid_px = dep > 0
+            if masks is not None:
+                valid_px &= masks[vs].to(self.device)
+            dep = torch.where(valid_px, dep, torch.zeros_like(dep)).reshape(dep.shape[0], -1)
+            R, t = viewmats[vs, :3, :3].to(self.device).float(), viewmats[vs, :3, 3].to(self.device).float()
+            K = Ks[vs].to(self.device).float()
+            col = colors[vs].to(self.device).float().reshape(dep.shape[0], -1, 3) if colors is not None else None
+            for s in range(0, n, self.chunk):
+                sl = slice(s, min(n, s + self.chunk))
+                p = torch.einsum("vij,nj->vni", R, self._centres(sl)) + t[:, None]  # [v, n, 3]
+                z = p[..., 2]
+                zc = z.clamp(min=1e-6)
+                u = torch.floor(K[:, 0, 0, None] * p[..., 0] / zc + K[:, 0, 2, None]).long()
+                v = torch.floor(K[:, 1, 1, None] * p[..., 1] / zc + K[:, 1, 2, None]).long()
+                ok = (z > 1e-4) & (u >= 0) & (u < W) & (v >= 0) & (v < H)
+                pix = v.clamp(0, H - 1) * W + u.clamp(0, W - 1)
+                d = torch.gather(dep, 1, pix)
+                sdf = d - z
+                ok &= (d > 0) & (sdf > -self.trunc)
+                okf = ok.float()
+                val = (sdf / self.trunc).clamp(-1, 1) * okf
+                w = okf.sum(0)
+                if not bool((w > 0).any()):
+                    continue
+                self.tsdf_sum[sl] += val.sum(0)
+                self.weight[sl] += w
+                if col is not None:
+                    c = torch.gather(col, 1, pix[..., None].expand(-1, -1, 3))
+                    self.color_sum[sl] += (c * okf[..., None]).sum(0)
+
+    @property
+    def tsdf(self) -> Tensor:
+        return torch.where(self.weight > 0, self.tsdf_sum / self.weight.clamp(min=1e-6), torch.ones_like(self.weight))
+
+    @property
+    def color(self) -> Tensor:
+        return self.color_sum / self.weight.clamp(min=1e-6)[:, None]
+
+    def extract(self, min_weight: float = 1.0):
+        """Marching cubes on observed voxels -> trimesh.Trimesh (vertex colours when integrated), or None."""
+        import trimesh
+        from skimage.measure import marching_cubes
+
+        vol = self.tsdf.view(self.dims).cpu().numpy()
+        w = self.weight.view(self.dims).cpu().numpy()
+        observed = w >= min_weight
+        if not observed.any() or vol[observed].min() > 0 or vol[observed].max() < 0:
+            return None
+        try:
+            verts, faces, normals, _ = marching_cubes(vol, level=0.0, mask=observed)
+        except (ValueError, RuntimeError):
+            return None
+        if len(faces) == 0:
+            return None
+        pts = verts * self.voxel + self.lo.cpu().numpy() + 0.5 * self.voxel
+        cols = None
+        if self.weight.max() > 0:
+            ijk = np.clip(np.round(verts).astype(np.int64), 0, np.array(self.dims) - 1)
+            flat = (ijk[:, 0] * self.dims[1] + ijk[:, 1]) * self.dims[2] + ijk[:, 2]
+            c = self.color.cpu().numpy()[flat]
+            cols = np.concatenate([(c.clip(0, 1) * 255).astype(np.uint8), np.full((len(c), 1), 255, np.uint8)], 1)
+        # skimage's faces wind so normals point to increasing values (outside, tsdf > 0): keep as is
+        return trimesh.Trimesh(pts, faces[:, ::-1], vertex_colors=cols, process=False)
+
+
+def clean_mesh(mesh, keep_fraction: float = 0.05, max_components: int = 50):
+    """Keep connected components with at least keep_fraction of the largest one's faces."""
+    import trimesh
+
+    if mesh is None or len(mesh.faces) == 0:
+        return mesh
+    mesh.merge_vertices()
+    parts = mesh.split(only_watertight=False)
+    if len(parts) <= 1:
+        return mesh
+    sizes = np.array([len(p.faces) for p in parts])
+    order = np.argsort(-sizes)[:max_components]
+    keep = [parts[i] for i in order if sizes[i] >= keep_fraction * sizes.max()]
+    return trimesh.util.concatenate(keep)
+
+
+def fuse_depth_maps(depths: Tensor, Ks: Tensor, viewmats: Tensor, lo, hi, voxel: float, trunc_voxels: float = 5.0,
+                    colors: Optional[Tensor] = None, masks: Optional[Tensor] = None, device="cpu", clean: bool = True):
+    """depths [V,H,W], Ks [V,3,3], viewmats [V,4,4], colors [V,H,W,3], masks [V,H,W] -> trimesh or None."""
+    vol = TSDFVolume(lo, hi, voxel, trunc_voxels, device=device)
+    vol.integrate(depths, Ks, viewmats, colors, masks)
+    m = vol.extract()
+    return clean_mesh(m) if clean else m
