@@ -34,18 +34,24 @@ std::vector<torch::Tensor> isect_tiles(torch::Tensor means2d, torch::Tensor radi
   const float* d = depths.data_ptr<float>();
   auto offsets = torch::zeros({C, T + 1}, torch::kInt64);
   int64_t* off = offsets.data_ptr<int64_t>();
+  // tiles [x0, x1) x [y0, y1) touched by Gaussian cg's box; false when culled (radius 0)
+  auto tile_rect = [&](int64_t cg, int64_t& x0, int64_t& x1, int64_t& y0, int64_t& y1) {
+    const int rx = r[cg * 2], ry = r[cg * 2 + 1];
+    if (rx <= 0 || ry <= 0) return false;
+    const float mx = m[cg * 2], my = m[cg * 2 + 1];
+    x0 = std::max<int64_t>(0, (int64_t)std::floor((mx - rx) / tile));
+    x1 = std::min<int64_t>(tile_w, (int64_t)std::floor((mx + rx) / tile) + 1);
+    y0 = std::max<int64_t>(0, (int64_t)std::floor((my - ry) / tile));
+    y1 = std::min<int64_t>(tile_h, (int64_t)std::floor((my + ry) / tile) + 1);
+    return true;
+  };
   // pass 1: counts per tile
   std::vector<int64_t> cam_total(C + 1, 0);
   for (int64_t c = 0; c < C; ++c) {
     int64_t* o = off + c * (T + 1);
     for (int64_t g = 0; g < N; ++g) {
-      const int rx = r[(c * N + g) * 2], ry = r[(c * N + g) * 2 + 1];
-      if (rx <= 0 || ry <= 0) continue;
-      const float mx = m[(c * N + g) * 2], my = m[(c * N + g) * 2 + 1];
-      const int64_t x0 = std::max<int64_t>(0, (int64_t)std::floor((mx - rx) / tile));
-      const int64_t x1 = std::min<int64_t>(tile_w, (int64_t)std::floor((mx + rx) / tile) + 1);
-      const int64_t y0 = std::max<int64_t>(0, (int64_t)std::floor((my - ry) / tile));
-      const int64_t y1 = std::min<int64_t>(tile_h, (int64_t)std::floor((my + ry) / tile) + 1);
+      int64_t x0, x1, y0, y1;
+      if (!tile_rect(c * N + g, x0, x1, y0, y1)) continue;
       for (int64_t ty = y0; ty < y1; ++ty)
         for (int64_t tx = x0; tx < x1; ++tx) o[ty * tile_w + tx + 1] += 1;
     }
@@ -62,13 +68,8 @@ std::vector<torch::Tensor> isect_tiles(torch::Tensor means2d, torch::Tensor radi
     const int64_t* o = off + c * (T + 1);
     for (int64_t t = 0; t < T; ++t) fill[t] = o[t];
     for (int64_t g = 0; g < N; ++g) {
-      const int rx = r[(c * N + g) * 2], ry = r[(c * N + g) * 2 + 1];
-      if (rx <= 0 || ry <= 0) continue;
-      const float mx = m[(c * N + g) * 2], my = m[(c * N + g) * 2 + 1];
-      const int64_t x0 = std::max<int64_t>(0, (int64_t)std::floor((mx - rx) / tile));
-      const int64_t x1 = std::min<int64_t>(tile_w, (int64_t)std::floor((mx + rx) / tile) + 1);
-      const int64_t y0 = std::max<int64_t>(0, (int64_t)std::floor((my - ry) / tile));
-      const int64_t y1 = std::min<int64_t>(tile_h, (int64_t)std::floor((my + ry) / tile) + 1);
+      int64_t x0, x1, y0, y1;
+      if (!tile_rect(c * N + g, x0, x1, y0, y1)) continue;
       for (int64_t ty = y0; ty < y1; ++ty)
         for (int64_t tx = x0; tx < x1; ++tx) id[fill[ty * tile_w + tx]++] = (int)g;
     }
