@@ -3,24 +3,8 @@ from __future__ import annotations
 
 import torch
 
+from .cameras import look_at
 from .gaussians.model import create_params
-
-
-def look_at(campos, target, up=(0.0, 0.0, 1.0)) -> torch.Tensor:
-    """OpenCV world-to-camera [4,4] for a camera at campos looking at target (x right, y down, z forward)."""
-    campos = torch.as_tensor(campos, dtype=torch.float32)
-    target = torch.as_tensor(target, dtype=torch.float32)
-    up = torch.as_tensor(up, dtype=torch.float32)
-    z = torch.nn.functional.normalize(target - campos, dim=0)
-    x = torch.nn.functional.normalize(torch.linalg.cross(z, up), dim=0)
-    if not torch.isfinite(x).all() or x.norm() < 1e-6:
-        x = torch.nn.functional.normalize(torch.linalg.cross(z, torch.tensor([0.0, 1.0, 0.0])), dim=0)
-    y = torch.linalg.cross(z, x)
-    R = torch.stack([x, y, z])  # rows: camera axes in world
-    M = torch.eye(4)
-    M[:3, :3] = R
-    M[:3, 3] = -R @ campos
-    return M
 
 
 def random_scene(n: int, size: int, seed: int = 0, n_labels: int = 1):

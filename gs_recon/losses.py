@@ -23,7 +23,7 @@ def mask_loss(object_alpha: Tensor, instance: Tensor) -> Tensor:
     target = F.one_hot(instance.clamp(0, L - 1), L).to(object_alpha)
     a = object_alpha.clamp(0, 1)
     err = (a - target).abs()
-    obj_term = err[..., 1:].mean() * (L - 1) / max(L - 1, 1) if L > 1 else a.new_zeros(())
+    obj_term = err[..., 1:].mean() if L > 1 else a.new_zeros(())
     bg_term = (a[..., 0] * (instance > 0).to(a)).mean()
     return obj_term + bg_term
 

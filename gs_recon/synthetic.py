@@ -12,10 +12,11 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import List, Sequence
 
 import numpy as np
 
+from .cameras import look_at_c2w
 from .data import colmap
 
 PALETTE = [(0.85, 0.25, 0.2), (0.2, 0.55, 0.85), (0.95, 0.75, 0.2), (0.3, 0.75, 0.35), (0.7, 0.35, 0.8),
@@ -92,18 +93,6 @@ def _tr(x, y, z):
     T = np.eye(4)
     T[:3, 3] = (x, y, z)
     return T
-
-
-def look_at_c2w(cam: np.ndarray, target: np.ndarray, up=(0, 0, 1.0)) -> np.ndarray:
-    """OpenCV camera-to-world [4,4]."""
-    z = target - cam
-    z /= np.linalg.norm(z)
-    x = np.cross(z, up)
-    x /= np.linalg.norm(x)
-    y = np.cross(z, x)
-    M = np.eye(4)
-    M[:3, 0], M[:3, 1], M[:3, 2], M[:3, 3] = x, y, z, cam
-    return M
 
 
 def arc_cameras(n: int, arc_deg: float, radius: float, elev_deg: float, centre, start_deg: float = -90.0,

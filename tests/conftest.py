@@ -19,11 +19,6 @@ def shared(name: str) -> Path:
     return p
 
 
-def pytest_configure(config):
-    config.addinivalue_line("markers", "slow: long-running (minutes); run with -m slow")
-    config.addinivalue_line("markers", "gpu: needs CUDA; skipped without it")
-
-
 def pytest_collection_modifyitems(config, items):
     import torch
 

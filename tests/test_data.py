@@ -42,14 +42,12 @@ def test_blender_lego_loads_with_alpha_masks():
     bg = s.alpha < 0.01
     assert s.images[bg].min() > 0.95
     # every camera looks at the object: the scene centre projects inside every image
-    centre = torch.zeros(1, 3)
     lego_world = torch.zeros(1, 3)  # the lego sits at the Blender world origin
     w2i = torch.linalg.inv(s.world_from_internal)
     c = (w2i[:3, :3] @ lego_world.T).T + w2i[:3, 3]
     uv, z = project_points(c, s.viewmats, s.Ks)
     lab, inside = lookup(s.instance, uv, z)
     assert inside.all() and (lab == 1).float().mean() > 0.8
-    del centre
 
 
 def test_colmap_binary_and_text_roundtrip(tmp_path):
@@ -85,7 +83,6 @@ def test_distorted_camera_is_undistorted(tmp_path):
     d = tmp_path / "s"
     (d / "images").mkdir(parents=True)
     W, H, f = 80, 60, 70.0
-    K = np.array([[f, 0, W / 2], [0, f, H / 2], [0, 0, 1]])
     dist = np.array([-0.2, 0.05, 0.0, 0.0])
     # a bright dot at a known ray, drawn where the distorted lens images it
     x, y = 0.35, 0.25

@@ -18,7 +18,7 @@ def _chamfer(a, b, n=30000):
 def _depth_maps(mesh, n_views=30, size=160):
     from trimesh.ray.ray_pyembree import RayMeshIntersector
 
-    from gs_recon.synthetic import look_at_c2w
+    from gs_recon.cameras import look_at_c2w
 
     rmi = RayMeshIntersector(mesh)
     c = mesh.bounds.mean(0)

@@ -2,7 +2,8 @@
 import pytest
 import torch
 
-from gs_recon.bench import look_at, random_scene
+from gs_recon.bench import random_scene
+from gs_recon.cameras import look_at
 from gs_recon.gaussians.model import create_params
 from gs_recon.render.api import render
 from gs_recon.render.projection import project

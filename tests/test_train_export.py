@@ -34,7 +34,6 @@ def test_labels_survive_densification_ops():
     p = create_params(torch.randn(n, 3), torch.rand(n, 3), labels, sh_degree=1)
     opt = {k: torch.optim.Adam([p[k]], lr=1e-3) for k in PARAM_KEYS}
     state = {"grad2d": torch.zeros(n)}
-    mark = p["means"].detach()[:, 0].clone()
     dup = torch.zeros(n, dtype=torch.bool)
     dup[::3] = True
     duplicate(p, opt, state, dup)
@@ -47,7 +46,6 @@ def test_labels_survive_densification_ops():
     rm = p["labels"] == 2
     remove(p, opt, state, rm)
     assert not (p["labels"] == 2).any() and p["labels"].dtype == torch.long
-    del mark
 
 
 def test_run_outputs(run):

@@ -25,7 +25,7 @@ def main(argv=None) -> int:
     ap.add_argument("--objects", default=None, help="comma-separated object ids (default: all + background)")
     a = ap.parse_args(argv)
     try:
-        from gs_recon.config import Config, DataConfig
+        from gs_recon.config import DataConfig
         from gs_recon.data.scene import load_scene
         from gs_recon.io_utils import write_json
         from gs_recon.mesh.extract import MeshConfig, extract_meshes
@@ -48,7 +48,6 @@ def main(argv=None) -> int:
         man["meshes"] = entries
         man.setdefault("timings", {})["mesh_s"] = time.time() - t0
         write_json(mp, man)
-        del Config
     except SceneError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -117,10 +117,8 @@ def parse_transforms(root: Path):
             frames.append(dict(name=name, path=path, viewmat=vm, K=K, dist=dist, width=w, height=h, source=str(fp)))
             if sname:
                 split.setdefault(sname, []).append(name)
-    pts = None
-    if (root / "points3d.ply").exists() or (root / "sparse_pc.ply").exists():
-        pts = None  # optional point clouds beside transforms files are not used; init uses the visual hull
     split_out = None
     if "train" in split:
         split_out = {"train": split["train"], "test": split.get("test", []) + split.get("val", [])}
-    return frames, pts, None, split_out
+    # point clouds beside transforms files are not read; initialisation uses the visual hull instead
+    return frames, None, None, split_out

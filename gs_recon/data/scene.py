@@ -211,6 +211,7 @@ def load_scene(root: str | Path, cfg=None) -> Scene:
     for fr in frames:
         a = _load_image(fr["path"])
         h0, w0 = a.shape[:2]
+        fr["file_size"] = (h0, w0)  # as on disk, for checking the instance masks
         K = fr["K"].copy()
         if fr["width"] and fr["height"] and (fr["width"], fr["height"]) != (w0, h0):
             K[0] *= w0 / fr["width"]
@@ -259,7 +260,7 @@ def load_scene(root: str | Path, cfg=None) -> Scene:
             if p is None:
                 raise SceneError(f"{inst_dir}: no instance mask for image {fr['name']} (expected {cands[0].name})")
             lab = _load_label(p)
-            src = _load_image(fr["path"]).shape[:2]
+            src = fr["file_size"]
             if lab.shape != src:
                 raise SceneError(f"{p}: mask size {lab.shape[1]}x{lab.shape[0]} does not match image {fr['path'].name} "
                                  f"({src[1]}x{src[0]}); masks must have the image's size")
@@ -273,7 +274,7 @@ def load_scene(root: str | Path, cfg=None) -> Scene:
         present = set(int(v) for v in torch.unique(inst).tolist()) - {0}
         for k in sorted(present - set(objects)):
             warnings.warn(f"gs_recon: label {k} appears in {inst_dir} but not in objects.json; naming it object_{k}", stacklevel=2)
-            objects[k] = ObjectInfo(k, f"object_{k}", f"a photo of an object")
+            objects[k] = ObjectInfo(k, f"object_{k}", "a photo of an object")
         for k in sorted(set(objects) - present):
             warnings.warn(f"gs_recon: object {k} ({objects[k].name}) in objects.json never appears in {inst_dir}; it will have no Gaussians", stacklevel=2)
     elif alpha is not None:

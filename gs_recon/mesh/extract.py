@@ -14,6 +14,7 @@ from typing import Dict, List, Optional
 import numpy as np
 import torch
 
+from ..cameras import look_at
 from ..io_utils import atomic_path
 from ..render.api import render
 from .tsdf import TSDFVolume, clean_mesh
@@ -31,8 +32,6 @@ class MeshConfig:
 
 def orbit_cameras(lo: np.ndarray, hi: np.ndarray, up: np.ndarray, n: int, W: int, H: int, fovy_deg: float = 45.0):
     """n cameras on two rings around the box, looking at its centre: viewmats [n,4,4], Ks [n,3,3]."""
-    from ..bench import look_at
-
     c = (lo + hi) / 2
     r = float(np.linalg.norm(hi - lo)) / 2
     f = 0.5 * H / math.tan(math.radians(fovy_deg) / 2)
@@ -94,7 +93,7 @@ def _export(mesh, path: Path) -> None:
 
 
 def extract_meshes(params, scene, out_dir: Path, cfg: Optional[MeshConfig] = None,
-                   objects: Optional[List[int]] = None, progress: bool = False) -> List[Dict]:
+                   objects: Optional[List[int]] = None) -> List[Dict]:
     """Write per-object, background and scene meshes plus scene.glb. Returns manifest entries."""
     import trimesh
 

@@ -1,4 +1,6 @@
-"""Build/load the C++ CPU kernels (rasterizer, visibility, TSDF integration) (JIT-compiled once with torch.utils.cpp_extension, then cached)."""
+"""Build/load the C++ CPU kernels: rasterizer, visibility, TSDF integration.
+
+JIT-compiled once with torch.utils.cpp_extension, then cached."""
 from __future__ import annotations
 
 import os

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .projection import project, quat_to_rotmat
-from .rasterize_cpu import TILE, Tiles, isect_tiles, rasterize
+from .rasterize_cpu import TILE, isect_tiles, rasterize
 from .sh import eval_sh
 
 _GSPLAT_STATE: Dict[str, Any] = {"ok": None}
@@ -199,8 +199,8 @@ def _render_gsplat(params, viewmats, Ks, width, height, sh_degree, background, n
         m2d, radii, dep, con = (info["means2d"].detach().cpu(), info["radii"].cpu().int(),
                                 info["depths"].detach().cpu(), info["conics"].detach().cpu())
         tiles = isect_tiles(m2d, radii, dep, width, height)
-        op = info["opacities"].detach().cpu() if info.get("opacities") is not None else torch.sigmoid(params["opacities"]).detach().cpu()[None].expand(m2d.shape[0], -1)
-        _, _, median = rasterize(m2d, con, op.expand(m2d.shape[0], -1).contiguous(), dep[..., None], dep, tiles, width, height)
+        op = torch.sigmoid(params["opacities"]).detach().cpu()[None].expand(m2d.shape[0], -1).contiguous()
+        _, _, median = rasterize(m2d, con, op, dep[..., None], dep, tiles, width, height)
         median = median.to(img.device)
     info = dict(info)
     info.update(n_cameras=viewmats.shape[0], backend="gsplat", tile_size=TILE)

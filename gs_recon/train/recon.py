@@ -6,7 +6,6 @@ Densification: gsplat's DefaultStrategy on the params dict (labels and visibilit
 from __future__ import annotations
 
 import logging
-import math
 import time
 from pathlib import Path
 from typing import Dict, List, Optional
