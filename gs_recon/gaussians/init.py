@@ -49,9 +49,10 @@ def carve_hull(instance: Tensor, viewmats: Tensor, Ks: Tensor, label: int, bound
     """Visual hull of one object label from instance masks [C,H,W]: samples [n, 3] inside the carved
     voxels of the cube [-bound, bound]^3 (empty when the label is never seen).
 
-    A voxel is kept when at least a quarter of the views (and two) see it, it projects onto `label` in at
-    least one, and onto background (0) in at most `max_bg_frac` of them; occlusion by other objects does
-    not carve.
+    A voxel is kept when at least a quarter of the views (and two) see it, it projects onto background (0)
+    in at most `max_bg_frac` of them, and onto `label` in at least half of the views where it lands on
+    any object: another object in front of it does not carve it, but a voxel inside or behind another
+    object (seen as that object from most directions) is not taken for this one.
     """
     lin = (torch.arange(res).float() + 0.5) / res * 2 * bound - bound
     grid = torch.stack(torch.meshgrid(lin, lin, lin, indexing="ij"), -1).reshape(-1, 3)
@@ -60,8 +61,14 @@ def carve_hull(instance: Tensor, viewmats: Tensor, Ks: Tensor, label: int, bound
     pos = ((lab == label) & inside).sum(0)
     neg = ((lab == 0) & inside).sum(0)
     seen = inside.sum(0)
+    on_objects = ((lab > 0) & inside).sum(0)
     min_seen = max(2, int(0.25 * instance.shape[0] + 0.999))
-    keep = (seen >= min_seen) & (pos >= 1) & (neg.float() <= max_bg_frac * seen.float())
+    keep = (
+        (seen >= min_seen)
+        & (pos >= 1)
+        & (pos.float() >= 0.5 * on_objects.float())  # another object in front: a minority of views
+        & (neg.float() <= max_bg_frac * seen.float())
+    )
     vox = grid[keep]
     if len(vox) == 0:
         return torch.zeros(0, 3)
