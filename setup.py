@@ -22,8 +22,8 @@ setup(
         "scikit-image",
     ],
     extras_require={
-        "test": ["pytest"],
-        "prior": ["diffusers", "transformers"],
+        "test": ["pytest", "diffusers>=0.30", "transformers>=4.40"],
+        "prior": ["diffusers>=0.30", "transformers>=4.40"],
         "viewer": ["viser"],
     },
 )

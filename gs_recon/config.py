@@ -72,11 +72,23 @@ class OutputConfig:
 
 
 @dataclass
+class MeshConfig:
+    extract: bool = True  # extract meshes automatically at the end of training
+    resolution: int = 128  # voxels along the longest side of each object's box
+    background_resolution: int = 192
+    trunc_voxels: float = 5.0  # 2DGS default: truncation ~5 voxels
+    orbit_views: int = 24  # extra views around each object's box (two rings, 15 and 50 deg elevation)
+    alpha_thresh: float = 0.5  # only pixels the object covers with alpha > 0.5 are fused
+    box_pad: float = 0.1  # box padding, fraction of its size
+
+
+@dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    mesh: MeshConfig = field(default_factory=MeshConfig)
     guidance: str = "none"  # none | sd (the diffusion prior stages, see docs)
 
     def to_dict(self) -> Dict[str, Any]:
@@ -120,6 +132,13 @@ def _apply(obj, d: Dict[str, Any], prefix: str, source: str):
             setattr(obj, k, v)
 
 
+def config_from_dict(d: Dict[str, Any], source: str = "config") -> Config:
+    """A Config from ``Config.to_dict()`` output (e.g. the copy saved in a run's scene.json)."""
+    cfg = Config()
+    _apply(cfg, d or {}, "", source)
+    return cfg
+
+
 def load_config(path: Optional[str | Path] = None, overrides: Optional[List[str]] = None) -> Config:
     """Defaults, then a YAML preset, then ``key.sub=value`` / ``--key.sub value`` overrides."""
     cfg = Config()
@@ -135,16 +154,21 @@ def load_config(path: Optional[str | Path] = None, overrides: Optional[List[str]
             raise SceneError(f"{p}: a config file must be a YAML mapping")
         _apply(cfg, d, "", str(p))
     for key, value in parse_overrides(overrides or []):
-        obj, parts = cfg, key.split(".")
-        for part in parts[:-1]:
-            if not hasattr(obj, part) or not dataclasses.is_dataclass(getattr(obj, part)):
-                raise SceneError(f"command line: unknown config key '{key}'")
-            obj = getattr(obj, part)
-        fmap = {f.name: f for f in dataclasses.fields(obj)}
-        if parts[-1] not in fmap:
-            raise SceneError(f"command line: unknown config key '{key}' (valid here: {', '.join(sorted(fmap))})")
-        setattr(obj, parts[-1], _coerce(value, fmap[parts[-1]].type, key))
+        apply_override(cfg, key, value)
     return cfg
+
+
+def apply_override(cfg: Config, key: str, value: str) -> None:
+    """Set ``key`` ('train.iterations') to ``value`` (a string, coerced to the field's type)."""
+    obj, parts = cfg, key.split(".")
+    for part in parts[:-1]:
+        if not hasattr(obj, part) or not dataclasses.is_dataclass(getattr(obj, part)):
+            raise SceneError(f"command line: unknown config key '{key}'")
+        obj = getattr(obj, part)
+    fmap = {f.name: f for f in dataclasses.fields(obj)}
+    if parts[-1] not in fmap:
+        raise SceneError(f"command line: unknown config key '{key}' (valid here: {', '.join(sorted(fmap))})")
+    setattr(obj, parts[-1], _coerce(value, fmap[parts[-1]].type, key))
 
 
 def parse_overrides(args: List[str]):

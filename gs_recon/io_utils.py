@@ -7,6 +7,8 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
+from .data.errors import SceneError
+
 
 @contextmanager
 def atomic_path(path: str | Path):
@@ -35,3 +37,13 @@ def _default(o):
     if isinstance(o, Path):
         return str(o)
     raise TypeError(type(o))
+
+
+def check_writable(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write_test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise SceneError(f"{out}: output folder is not writable ({e.strerror}); pass --output.out_dir to a writable place") from None

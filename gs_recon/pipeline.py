@@ -13,22 +13,13 @@ from .config import Config
 from .data.errors import SceneError
 from .data.scene import load_scene
 from .export.scene_export import export_splats, save_png, write_manifest
+from .io_utils import check_writable
 
 log = logging.getLogger("gs_recon")
 
 
 def default_out_dir(scene_dir: Path) -> Path:
     return Path("outputs") / Path(scene_dir).resolve().name / datetime.now().strftime("%Y%m%d-%H%M%S")
-
-
-def check_writable(out: Path) -> None:
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write_test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as e:
-        raise SceneError(f"{out}: output folder is not writable ({e.strerror}); pass --output.out_dir to a writable place") from None
 
 
 def run(scene_dir: str | Path, cfg: Config, resume: bool = False, progress: bool = True) -> Dict:
@@ -65,6 +56,13 @@ def run(scene_dir: str | Path, cfg: Config, resume: bool = False, progress: bool
     t0 = time.time()
     entries = export_splats(trainer.params, scene, out, splat=cfg.output.export_splat)
     timings["export_s"] = time.time() - t0
+    meshes = None
+    if cfg.mesh.extract:
+        from .mesh.extract import extract_meshes
+
+        t0 = time.time()
+        meshes = extract_meshes(trainer.params, scene, out, cfg.mesh, progress=progress)
+        timings["mesh_s"] = time.time() - t0
     timings["total_s"] = time.time() - t_start
     manifest = {
         "scene": scene.name,
@@ -73,6 +71,7 @@ def run(scene_dir: str | Path, cfg: Config, resume: bool = False, progress: bool
         "world_from_internal": scene.world_from_internal.tolist(),
         "up": scene.up.tolist(),
         "objects": entries,
+        "meshes": meshes,
         "cameras": {"train": [scene.image_names[i] for i in scene.train_idx],
                     "test": [scene.image_names[i] for i in scene.test_idx],
                     "width": scene.width, "height": scene.height},

@@ -225,3 +225,32 @@ def make_scene(out: Path, mesh_paths: Sequence[str] = (), n_objects: int = 3, vi
     room.export(gt / "background.ply")
     trimesh.util.concatenate(allm).export(gt / "scene.ply")
     return out
+
+
+def depth_maps_around(mesh, n_views: int = 30, size: int = 160, dist: float = 1.4, fx: float = 1.1):
+    """Ray-cast z-depth maps of `mesh` from n_views cameras on three rings (elevation -35, 5, 40 deg) at
+    dist x its bbox diagonal, looking at its centre. Returns depths [V, size, size] (0 = miss),
+    Ks [V, 3, 3], viewmats [V, 4, 4] (OpenCV world-to-camera), all torch float32."""
+    import torch
+    from trimesh.ray.ray_pyembree import RayMeshIntersector
+
+    rmi = RayMeshIntersector(mesh)
+    c = mesh.bounds.mean(0)
+    r = float(np.linalg.norm(mesh.extents))
+    f = size * fx
+    ys, xs = np.meshgrid(np.arange(size) + 0.5, np.arange(size) + 0.5, indexing="ij")
+    dc = np.stack([(xs - size / 2) / f, (ys - size / 2) / f, np.ones_like(xs)], -1).reshape(-1, 3)
+    deps, vms = [], []
+    for i in range(n_views):
+        az, el = 2 * math.pi * i / n_views, math.radians([-35, 5, 40][i % 3])
+        cam = c + dist * r * np.array([math.cos(el) * math.cos(az), math.cos(el) * math.sin(az), math.sin(el)])
+        c2w = look_at_c2w(cam, c)
+        d = dc @ c2w[:3, :3].T
+        _, ray, loc = rmi.intersects_id(np.broadcast_to(cam, d.shape), d / np.linalg.norm(d, axis=1, keepdims=True),
+                                        multiple_hits=False, return_locations=True)
+        dep = np.zeros(size * size, np.float32)
+        dep[ray] = ((loc - cam) @ c2w[:3, :3])[:, 2]
+        deps.append(dep.reshape(size, size))
+        vms.append(np.linalg.inv(c2w))
+    K = torch.tensor([[f, 0, size / 2], [0, f, size / 2], [0, 0, 1.0]]).float()
+    return torch.tensor(np.stack(deps)), K[None].repeat(n_views, 1, 1), torch.tensor(np.stack(vms)).float()

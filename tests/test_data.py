@@ -5,11 +5,11 @@ import shutil
 import numpy as np
 import pytest
 import torch
-
 from conftest import DEMO, shared
+
 from gs_recon.config import DataConfig
 from gs_recon.data import SceneError, colmap, load_scene
-from gs_recon.gaussians.init import project_points, lookup
+from gs_recon.gaussians.init import lookup, project_points
 
 
 def test_colmap_statue_loads():

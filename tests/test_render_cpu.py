@@ -7,7 +7,12 @@ from gs_recon.cameras import look_at
 from gs_recon.gaussians.model import create_params
 from gs_recon.render.api import render
 from gs_recon.render.projection import project
-from gs_recon.render.rasterize_cpu import accumulate_visibility, isect_tiles, load_cpu_ext, rasterize
+from gs_recon.render.rasterize_cpu import (
+    accumulate_visibility,
+    isect_tiles,
+    load_cpu_ext,
+    rasterize,
+)
 from gs_recon.render.rasterize_ref import isect_tiles_ref, rasterize_ref, visibility_ref
 
 
@@ -117,10 +122,11 @@ def test_full_render_gradients_vs_finite_differences():
 def test_visibility_kernel_matches_reference_and_autograd():
     p, op, W, H = _proj(n=300)
     t = isect_tiles(p.means2d, p.radii, p.depths, W, H)
-    vis, cnt = accumulate_visibility(p.means2d.detach(), p.conics.detach(), op, t, W, H, thresh=0.01)
-    vis2, cnt2 = visibility_ref(p.means2d.detach(), p.conics.detach(), op, t.offsets, t.ids, W, H, 0.01)
+    vis, cnt, asum = accumulate_visibility(p.means2d.detach(), p.conics.detach(), op, t, W, H, thresh=0.01)
+    vis2, cnt2, asum2 = visibility_ref(p.means2d.detach(), p.conics.detach(), op, t.offsets, t.ids, W, H, 0.01)
     assert vis.sum() > 1.0
     assert torch.allclose(vis, vis2, rtol=1e-4, atol=1e-5)
+    assert torch.allclose(asum, asum2, rtol=1e-4, atol=1e-5) and (asum >= vis).all()
     assert (cnt - cnt2).abs().max() <= 1  # threshold ties can flip one pixel in float32
     # autograd route: vis[g] = d/d c_g of the rendered all-ones... channel c scaled per Gaussian
     ch = torch.ones(1, op.shape[1], 1, requires_grad=True)

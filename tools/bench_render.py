@@ -17,11 +17,11 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 import torch  # noqa: E402
 
+from gs_recon.bench import random_scene  # noqa: E402
 from gs_recon.render import rasterize_cpu  # noqa: E402
 from gs_recon.render.api import render  # noqa: E402
 from gs_recon.render.projection import project  # noqa: E402
 from gs_recon.render.rasterize_ref import rasterize_ref  # noqa: E402
-from gs_recon.bench import random_scene  # noqa: E402
 
 
 def _time(fn, repeats: int) -> float:

@@ -1,12 +1,13 @@
 #!/usr/bin/env python
-"""Extract TSDF meshes (one per object, background, scene, scene.glb) from a finished run.
+"""Extract TSDF meshes (one per object, background, scene.ply, scene.glb) from a finished run.
 
-    python tools/extract_mesh.py RUN_DIR [--resolution 128] [--objects 1,3]
+    python tools/extract_mesh.py RUN_DIR [--objects 1,3] [--mesh.resolution 128 --mesh.orbit_views 24 ...]
+
+Training already does this at its end (mesh.extract: true); use this tool to redo it with other settings.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -17,37 +18,27 @@ from gs_recon.data.errors import SceneError  # noqa: E402
 
 
 def main(argv=None) -> int:
-    from pathlib import Path
-
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run_dir")
-    ap.add_argument("--resolution", type=int, default=128)
     ap.add_argument("--objects", default=None, help="comma-separated object ids (default: all + background)")
-    a = ap.parse_args(argv)
+    ap.add_argument("--no-progress", action="store_true")
+    a, rest = ap.parse_known_args(argv)
     try:
-        from gs_recon.config import DataConfig
-        from gs_recon.data.scene import load_scene
-        from gs_recon.io_utils import write_json
-        from gs_recon.mesh.extract import MeshConfig, extract_meshes
-        from gs_recon.train.checkpoint import load_checkpoint
+        from gs_recon.mesh.extract import extract_meshes
+        from gs_recon.run_io import open_run, parse_ids
 
-        run = Path(a.run_dir)
-        mp = run / "scene.json"
-        if not mp.exists():
-            raise SceneError(f"{mp}: not found; RUN_DIR must be a finished tools/train.py output folder")
-        try:
-            man = json.loads(mp.read_text())
-        except json.JSONDecodeError as e:
-            raise SceneError(f"{mp}: invalid JSON ({e.msg})") from None
-        dcfg = DataConfig(**man["config"]["data"])
-        scene = load_scene(man["scene_dir"], dcfg)
-        ck = load_checkpoint(run / "checkpoints" / "last.pt")
-        objs = [int(v) for v in a.objects.split(",")] if a.objects else None
+        run = open_run(a.run_dir, rest)
+        objs = parse_ids(a.objects, run.scene)
         t0 = time.time()
-        entries = extract_meshes(ck["params"], scene, run, MeshConfig(resolution=a.resolution), objects=objs)
-        man["meshes"] = entries
-        man.setdefault("timings", {})["mesh_s"] = time.time() - t0
-        write_json(mp, man)
+        entries = extract_meshes(run.params, run.scene, run.path, run.cfg.mesh, objects=objs,
+                                 progress=not a.no_progress)
+        if objs is None:
+            run.manifest["meshes"] = entries
+        else:  # replace only the re-extracted objects' entries
+            old = [e for e in run.manifest.get("meshes") or [] if e["id"] not in objs]
+            run.manifest["meshes"] = sorted(old + entries, key=lambda e: e["id"])
+        run.manifest.setdefault("timings", {})["mesh_s"] = time.time() - t0
+        run.save_manifest()
     except SceneError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

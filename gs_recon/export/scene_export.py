@@ -8,7 +8,7 @@ from typing import Dict, List
 import numpy as np
 import torch
 
-from ..io_utils import atomic_path, write_json
+from ..io_utils import atomic_path, check_writable, write_json
 from .splats import to_world, valid_mask, write_ply, write_splat
 
 
@@ -20,8 +20,12 @@ def object_file_stem(oid: int, name: str) -> str:
     return f"{oid}_{slug(name)}"
 
 
-def export_splats(params, scene, out_dir: Path, splat: bool = True, objects: List[int] | None = None) -> List[Dict]:
-    """Export scene, background and each object (labels in `objects`, default all). Returns manifest entries."""
+def export_splats(params, scene, out_dir: Path, splat: bool = True, objects: List[int] | None = None,
+                  ply: bool = True, whole: bool = True) -> List[Dict]:
+    """Export (in the input's world frame) the whole scene and background (when `whole`) and each object
+    whose label is in `objects` (default all), as 3DGS .ply and/or .splat under OUT_DIR/splats/.
+    With `objects` given and not `whole`, also writes splats/selection.* holding just those objects.
+    Returns manifest entries."""
     g = {k: v.detach().cpu() for k, v in params.items()}
     gw = to_world(g, scene.world_from_internal)
     ok = valid_mask(gw)
@@ -31,8 +35,10 @@ def export_splats(params, scene, out_dir: Path, splat: bool = True, objects: Lis
 
     def write(mask, rel: str):
         sub = {k: v[mask & ok] for k, v in gw.items()}
-        n = write_ply(d / f"{rel}.ply", sub)
-        files = [f"splats/{rel}.ply"]
+        n, files = int(sub["means"].shape[0]), []
+        if ply:
+            write_ply(d / f"{rel}.ply", sub)
+            files.append(f"splats/{rel}.ply")
         if splat:
             write_splat(d / f"{rel}.splat", sub)
             files.append(f"splats/{rel}.splat")
@@ -40,10 +46,15 @@ def export_splats(params, scene, out_dir: Path, splat: bool = True, objects: Lis
         bbox = [pts.min(0).values.tolist(), pts.max(0).values.tolist()] if n else None
         return n, files, bbox
 
-    n, files, bbox = write(torch.ones_like(ok), "scene")
-    entries.append({"id": -1, "name": "scene", "gaussians": n, "bbox": bbox, "files": files})
-    n, files, bbox = write(labels == 0, "background")
-    entries.append({"id": 0, "name": "background", "gaussians": n, "bbox": bbox, "files": files})
+    if whole:
+        n, files, bbox = write(torch.ones_like(ok), "scene")
+        entries.append({"id": -1, "name": "scene", "gaussians": n, "bbox": bbox, "files": files})
+        n, files, bbox = write(labels == 0, "background")
+        entries.append({"id": 0, "name": "background", "gaussians": n, "bbox": bbox, "files": files})
+    elif objects is not None:
+        n, files, bbox = write(torch.isin(labels, torch.tensor(objects, dtype=labels.dtype)), "selection")
+        entries.append({"id": -2, "name": "selection", "objects": list(objects), "gaussians": n, "bbox": bbox,
+                        "files": files})
     for o in scene.objects:
         if objects is not None and o.id not in objects:
             continue
@@ -63,3 +74,43 @@ def save_png(path: Path, img: torch.Tensor) -> None:
 
 def write_manifest(out_dir: Path, manifest: Dict) -> None:
     write_json(Path(out_dir) / "scene.json", manifest)
+
+
+def export_selection(run, fmt: str, objects: List[int] | None, out_dir: Path) -> List[Path]:
+    """tools/export.py: write `run`'s objects (ids, None = all) as fmt 'ply' | 'splat' | 'glb' under
+    out_dir. Returns the written paths."""
+    from ..data.errors import SceneError
+
+    out_dir = Path(out_dir)
+    check_writable(out_dir)
+    if fmt in ("ply", "splat"):
+        entries = export_splats(run.params, run.scene, out_dir, splat=fmt == "splat", ply=fmt == "ply",
+                                objects=objects, whole=objects is None)
+        return [out_dir / f for e in entries for f in e["files"]]
+    if fmt != "glb":
+        raise SceneError(f"--format {fmt}: unknown; use ply, splat or glb")
+    import trimesh
+
+    from ..mesh.extract import extract_meshes, write_glb
+
+    ids = objects if objects is not None else [o.id for o in run.scene.objects]
+    nodes, missing = {}, []
+    for oid in ids:
+        p = run.path / "meshes" / "objects" / f"{object_file_stem(oid, run.scene.object_name(oid))}.ply"
+        if p.exists():
+            nodes[run.scene.object_name(oid)] = trimesh.load(p, force="mesh")
+        else:
+            missing.append(oid)
+    if missing:  # extract into a scratch folder inside out_dir, then read back
+        tmp = out_dir / ".meshes"
+        for e in extract_meshes(run.params, run.scene, tmp, run.cfg.mesh, objects=missing):
+            if e["mesh"]:
+                nodes[e["name"]] = trimesh.load(tmp / e["mesh"][0], force="mesh")
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+    if not nodes:
+        raise SceneError(f"{run.path}: no mesh could be made for objects {ids} (too few Gaussians)")
+    path = out_dir / "selection.glb"
+    write_glb(nodes, path)
+    return [path]

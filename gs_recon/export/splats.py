@@ -39,8 +39,9 @@ def to_world(g: Dict[str, Tensor], world_from_internal: Tensor) -> Dict[str, Ten
     out["means"] = (g["means"].detach().cpu().double() @ sR.T + M[:3, 3]).float()
     out["scales"] = g["scales"].detach().cpu() + float(np.log(s))
     if not torch.allclose(R, torch.eye(3), atol=1e-6):
-        from ..render.projection import quat_to_rotmat
         from scipy.spatial.transform import Rotation
+
+        from ..render.projection import quat_to_rotmat
 
         rm = R[None] @ quat_to_rotmat(g["quats"].detach().cpu())
         xyzw = torch.from_numpy(Rotation.from_matrix(rm.double().numpy()).as_quat()).float()

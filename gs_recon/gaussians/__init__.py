@@ -1,1 +1,1 @@
-from .model import create_params, select, num_gaussians, PARAM_KEYS  # noqa: F401
+from .model import PARAM_KEYS, create_params, num_gaussians, select  # noqa: F401

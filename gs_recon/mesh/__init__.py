@@ -1,1 +1,1 @@
-from .tsdf import TSDFVolume, fuse_depth_maps, clean_mesh  # noqa: F401
+from .tsdf import TSDFVolume, clean_mesh, fuse_depth_maps  # noqa: F401

@@ -7,7 +7,6 @@ meshes/scene.glb (one named node per object), all in the input's world frame.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional
 
@@ -15,19 +14,13 @@ import numpy as np
 import torch
 
 from ..cameras import look_at
+from ..config import MeshConfig
 from ..io_utils import atomic_path
 from ..render.api import render
 from .tsdf import TSDFVolume, clean_mesh
 
 
-@dataclass
-class MeshConfig:
-    resolution: int = 128  # voxels along the longest side of each object's box
-    background_resolution: int = 192
-    trunc_voxels: float = 5.0  # 2DGS default: truncation ~5 voxels
-    orbit_views: int = 24  # extra views around each object's box
-    alpha_thresh: float = 0.5
-    box_pad: float = 0.1  # box padding, fraction of its size
+FREE = 1e6  # depth written for pixels an object does not cover (free space all along the ray)
 
 
 def orbit_cameras(lo: np.ndarray, hi: np.ndarray, up: np.ndarray, n: int, W: int, H: int, fovy_deg: float = 45.0):
@@ -51,9 +44,12 @@ def orbit_cameras(lo: np.ndarray, hi: np.ndarray, up: np.ndarray, n: int, W: int
 
 
 @torch.no_grad()
-def mesh_for(params, mask: torch.Tensor, scene, cfg: MeshConfig, resolution: int, orbit: bool = True,
+def mesh_for(params, mask: torch.Tensor, scene, cfg: MeshConfig, resolution: int, is_object: bool = True,
              sh_degree: int = 0, keep_fraction: float = 0.5):
-    """TSDF mesh (internal frame) of the Gaussians selected by mask [N] bool, or None."""
+    """TSDF mesh (internal frame) of the Gaussians selected by mask [N] bool, or None.
+
+    is_object: add orbit views around the box, carve free space through the silhouettes and close the
+    surface (a watertight solid); otherwise (background) training views only, open surface."""
     sel = {k: v.detach().cpu()[mask] for k, v in params.items()}
     if sel["means"].shape[0] < 4:
         return None
@@ -68,17 +64,20 @@ def mesh_for(params, mask: torch.Tensor, scene, cfg: MeshConfig, resolution: int
     W, H = scene.width, scene.height
     vol = TSDFVolume(lo, hi, voxel, cfg.trunc_voxels)
     groups = [(vms, Ks, W, H)]
-    if orbit and cfg.orbit_views > 0:
+    if is_object and cfg.orbit_views > 0:
         ov, oK = orbit_cameras(lo, hi, scene.up.numpy(), cfg.orbit_views, W, H)
         groups.append((ov, oK, W, H))
     for gv, gK, gw, gh in groups:
         for i in range(gv.shape[0]):
             out = render(sel, gv[[i]], gK[[i]], gw, gh, sh_degree=sh_degree, backend="cpu")
             ok = out.alpha[0, ..., 0] > cfg.alpha_thresh
-            dep = torch.where(ok, out.median_depth[0, ..., 0], torch.zeros_like(ok, dtype=torch.float32))
+            # an object rendered alone: where it does not cover the pixel, the whole ray is free space
+            # (depth = FREE carves it); the background has no such silhouette, its empty pixels carry no data
+            empty = torch.full_like(ok, FREE if is_object else 0.0, dtype=torch.float32)
+            dep = torch.where(ok, out.median_depth[0, ..., 0], empty)
             rgb = (out.rgb[0] / out.alpha[0].clamp(min=1e-3)).clamp(0, 1)
             vol.integrate(dep, gK[i], gv[i], rgb)
-    return clean_mesh(vol.extract(), keep_fraction=keep_fraction)
+    return clean_mesh(vol.extract(closed=is_object), keep_fraction=keep_fraction)
 
 
 def to_world_mesh(mesh, world_from_internal: torch.Tensor):
@@ -92,44 +91,67 @@ def _export(mesh, path: Path) -> None:
         mesh.export(str(tmp), file_type=path.suffix[1:])
 
 
+def write_glb(nodes: Dict[str, object], path: Path) -> None:
+    """A glTF binary scene with one node (and geometry) per entry, named after its key."""
+    import trimesh
+
+    sc = trimesh.Scene()
+    for name, m in nodes.items():
+        sc.add_geometry(m, node_name=name, geom_name=name)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(sc.export(file_type="glb"))
+
+
 def extract_meshes(params, scene, out_dir: Path, cfg: Optional[MeshConfig] = None,
-                   objects: Optional[List[int]] = None) -> List[Dict]:
-    """Write per-object, background and scene meshes plus scene.glb. Returns manifest entries."""
+                   objects: Optional[List[int]] = None, progress: bool = False) -> List[Dict]:
+    """Write per-object meshes (and, when `objects` is None, background, scene.ply) plus scene.glb.
+    Returns manifest entries (paths relative to out_dir)."""
     import trimesh
 
     from ..export.scene_export import object_file_stem
+    from ..progress import track
 
     cfg = cfg or MeshConfig()
     out_dir = Path(out_dir)
     labels = params["labels"].detach().cpu()
     entries, nodes = [], {}
     todo = [(o.id, o.name) for o in scene.objects if objects is None or o.id in objects]
-    for oid, name in todo:
-        m = mesh_for(params, labels == oid, scene, cfg, cfg.resolution)
+    if objects is None:
+        todo.append((0, "background"))
+    for oid, name in track(todo, "meshes", enabled=progress):
+        if oid == 0:
+            m = mesh_for(params, labels == 0, scene, cfg, cfg.background_resolution, is_object=False, keep_fraction=0.05)
+        else:
+            m = mesh_for(params, labels == oid, scene, cfg, cfg.resolution)
         if m is None:
             entries.append({"id": oid, "name": name, "mesh": None})
             continue
         mw = to_world_mesh(m, scene.world_from_internal)
-        stem = object_file_stem(oid, name)
-        _export(mw, out_dir / "meshes" / "objects" / f"{stem}.ply")
-        _export(mw, out_dir / "meshes" / "objects" / f"{stem}.obj")
+        if oid == 0:
+            files = ["meshes/background.ply"]
+        else:
+            stem = object_file_stem(oid, name)
+            files = [f"meshes/objects/{stem}.ply", f"meshes/objects/{stem}.obj"]
+        for f in files:
+            _export(mw, out_dir / f)
         nodes[name] = mw
-        entries.append({"id": oid, "name": name, "mesh": [f"meshes/objects/{stem}.ply", f"meshes/objects/{stem}.obj"],
-                        "faces": int(len(mw.faces)), "watertight": bool(mw.is_watertight),
+        entries.append({"id": oid, "name": name, "mesh": files, "faces": int(len(mw.faces)),
+                        "watertight": bool(mw.is_watertight), "boundary_edge_fraction": boundary_edge_fraction(mw),
                         "bbox": mw.bounds.tolist()})
-    if objects is None:
-        bg = mesh_for(params, labels == 0, scene, cfg, cfg.background_resolution, orbit=False, keep_fraction=0.05)
-        if bg is not None:
-            bw = to_world_mesh(bg, scene.world_from_internal)
-            _export(bw, out_dir / "meshes" / "background.ply")
-            nodes["background"] = bw
-            entries.append({"id": 0, "name": "background", "mesh": ["meshes/background.ply"], "faces": int(len(bw.faces))})
-        if nodes:
-            _export(trimesh.util.concatenate(list(nodes.values())), out_dir / "meshes" / "scene.ply")
+    if objects is None and nodes:
+        _export(trimesh.util.concatenate(list(nodes.values())), out_dir / "meshes" / "scene.ply")
+        entries.append({"id": -1, "name": "scene", "mesh": ["meshes/scene.ply", "meshes/scene.glb"]})
     if nodes:
-        sc = trimesh.Scene()
-        for name, m in nodes.items():
-            sc.add_geometry(m, node_name=name, geom_name=name)
-        with atomic_path(out_dir / "meshes" / "scene.glb") as tmp:
-            tmp.write_bytes(sc.export(file_type="glb"))
+        write_glb(nodes, out_dir / "meshes" / "scene.glb")
     return entries
+
+
+def boundary_edge_fraction(mesh) -> float:
+    """Fraction of edges used by only one face (0 for a watertight mesh): how 'nearly' watertight it is."""
+    import trimesh
+
+    e = mesh.edges_sorted
+    if len(e) == 0:
+        return 0.0
+    groups = trimesh.grouping.group_rows(e, require_count=1)
+    return float(len(groups)) / float(len(e) / 2)

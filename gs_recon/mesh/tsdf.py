@@ -100,8 +100,13 @@ class TSDFVolume:
     def color(self) -> Tensor:
         return self.color_sum / self.weight.clamp(min=1e-6)[:, None]
 
-    def extract(self, min_weight: float = 1.0):
-        """Marching cubes on observed voxels -> trimesh.Trimesh (vertex colours when integrated), or None."""
+    def extract(self, min_weight: float = 1.0, closed: bool = False):
+        """Marching cubes -> trimesh.Trimesh (vertex colours when integrated), or None.
+
+        closed=False: on observed voxels only (open surfaces: a room seen from inside).
+        closed=True: voxels never observed (behind every surface: the inside) count as inside, and the
+        volume gets a one-voxel outside border, so the surface is closed (watertight up to marching
+        cubes' ambiguous cases). Use it for objects fused with free-space pixels (depth = inf)."""
         import trimesh
         from skimage.measure import marching_cubes
 
@@ -111,7 +116,12 @@ class TSDFVolume:
         if not observed.any() or vol[observed].min() > 0 or vol[observed].max() < 0:
             return None
         try:
-            verts, faces, normals, _ = marching_cubes(vol, level=0.0, mask=observed)
+            if closed:
+                filled = np.pad(np.where(observed, vol, -1.0), 1, constant_values=1.0)
+                verts, faces, normals, _ = marching_cubes(filled, level=0.0)
+                verts = verts - 1.0
+            else:  # scikit-image tests the mask at a cube's first corner only: require all eight observed
+                verts, faces, normals, _ = marching_cubes(vol, level=0.0, mask=_all_corners(observed))
         except (ValueError, RuntimeError):
             return None
         if len(faces) == 0:
@@ -125,6 +135,18 @@ class TSDFVolume:
             cols = np.concatenate([(c.clip(0, 1) * 255).astype(np.uint8), np.full((len(c), 1), 255, np.uint8)], 1)
         # skimage's faces wind so normals point to increasing values (outside, tsdf > 0): keep as is
         return trimesh.Trimesh(pts, faces[:, ::-1], vertex_colors=cols, process=False)
+
+
+def _all_corners(m: np.ndarray) -> np.ndarray:
+    """[X,Y,Z] bool -> [X,Y,Z] bool: True where the cube starting at that voxel has all 8 corners True."""
+    out = np.zeros_like(m)
+    c = m[:-1, :-1, :-1].copy()
+    for dx in (0, 1):
+        for dy in (0, 1):
+            for dz in (0, 1):
+                c &= m[dx:dx + m.shape[0] - 1, dy:dy + m.shape[1] - 1, dz:dz + m.shape[2] - 1]
+    out[:-1, :-1, :-1] = c
+    return out
 
 
 def clean_mesh(mesh, keep_fraction: float = 0.05, max_components: int = 50):

@@ -98,14 +98,15 @@ def accumulate_visibility(
     means2d: Tensor, conics: Tensor, opacities: Tensor, tiles: Tiles, width: int, height: int,
     thresh: float = 0.01, tile: int = TILE,
 ):
-    """Per-Gaussian sum of compositing weights over all cameras' pixels, and count of pixels with weight
-    > thresh. means2d [C,N,2], conics [C,N,3], opacities [C,N] -> (vis [N] float32, count [N] int32)."""
+    """Per-Gaussian sum of compositing weights alpha*T over all cameras' pixels, count of pixels with weight
+    > thresh, and sum of alpha over the same pixels. means2d [C,N,2], conics [C,N,3], opacities [C,N]
+    -> (vis [N] float32, count [N] int32, alpha_sum [N] float32)."""
     ext = load_cpu_ext()
     if ext is None:
         from .rasterize_ref import visibility_ref
 
         return visibility_ref(means2d, conics, opacities, tiles.offsets, tiles.ids, width, height, thresh, tile)
-    return ext.accumulate_visibility(
+    return tuple(ext.accumulate_visibility(
         means2d.float().contiguous(), conics.float().contiguous(), opacities.float().contiguous(),
         tiles.offsets, tiles.ids, width, height, tile, thresh,
-    )
+    ))

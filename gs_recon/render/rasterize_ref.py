@@ -122,14 +122,20 @@ def rasterize_ref(means2d, conics, opacities, features, depths, offsets, ids, wi
 
 @torch.no_grad()
 def visibility_ref(means2d, conics, opacities, offsets, ids, width, height, thresh=0.01, tile=16):
-    """vis [N] (sum over cameras and pixels of alpha*T) and count [N] of pixels with weight > thresh."""
+    """vis [N] (sum over cameras and pixels of alpha*T), count [N] of pixels with weight > thresh, and
+    alpha_sum [N] (sum of alpha over the same pixels, i.e. up to each pixel's early stop)."""
     C, N = opacities.shape
     tile_w, tile_h = (width + tile - 1) // tile, (height + tile - 1) // tile
     vis = torch.zeros(N, dtype=torch.float32)
     cnt = torch.zeros(N, dtype=torch.int32)
+    asum = torch.zeros(N, dtype=torch.float32)
     for c in range(C):
-        w, gid, include, *_ = _tile_weights(means2d, conics, opacities, offsets, ids, c, width, height, tile, tile_w, tile_h)
-        g = gid[:, None, :].expand_as(w)
-        vis.index_add_(0, g.flatten(), w.flatten().float())
-        cnt.index_add_(0, g.flatten(), (w > thresh).flatten().int())
-    return vis, cnt
+        w, gid, include, nT, *_ = _tile_weights(means2d, conics, opacities, offsets, ids, c, width, height, tile,
+                                                tile_w, tile_h)
+        g = gid[:, None, :].expand_as(w).flatten()
+        Tb = torch.cat([torch.ones_like(nT[..., :1]), nT[..., :-1]], dim=-1)
+        a = torch.where(include, w / Tb.clamp(min=1e-30), torch.zeros_like(w))
+        vis.index_add_(0, g, w.flatten().float())
+        cnt.index_add_(0, g, (w > thresh).flatten().int())
+        asum.index_add_(0, g, a.flatten().float())
+    return vis, cnt, asum

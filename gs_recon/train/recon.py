@@ -153,15 +153,13 @@ class Trainer:
     def fit(self, iterations: Optional[int] = None, progress: bool = True, ckpt_path: Optional[Path] = None,
             stage: str = "reconstruction") -> None:
         """Run reconstruction steps up to `iterations` (total). Ctrl-C saves a checkpoint and re-raises."""
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        from ..progress import make_progress
 
         total = iterations or self.cfg.train.iterations
         gen = torch.Generator().manual_seed(self.cfg.train.seed + self.step)
         every = self.cfg.train.checkpoint_every
-        cols = [TextColumn(f"[bold]{stage}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn()]
         t0, s0 = time.time(), self.step
-        with Progress(*cols, disable=not progress, transient=False) as bar:
+        with make_progress(stage, progress) as bar:
             task = bar.add_task(stage, total=total, completed=self.step, info="")
             try:
                 while self.step < total:

@@ -225,8 +225,9 @@ std::vector<torch::Tensor> rasterize_bwd(torch::Tensor means2d, torch::Tensor co
           total.select(2, 5).contiguous(), total.narrow(2, 6, D).contiguous()};
 }
 
-// Per-Gaussian visibility over the rendered pixels: sum of compositing weights alpha*T, and the
-// number of pixels where that weight exceeds `thresh`. Same traversal as rasterize_fwd.
+// Per-Gaussian visibility over the rendered pixels: sum of compositing weights alpha*T, the number of
+// pixels where that weight exceeds `thresh`, and the sum of alpha alone over the same pixels (what the
+// Gaussian would contribute with nothing in front; the normaliser). Same traversal as rasterize_fwd.
 std::vector<torch::Tensor> accumulate_visibility(torch::Tensor means2d, torch::Tensor conics,
                                                  torch::Tensor opacities, torch::Tensor offsets, torch::Tensor ids,
                                                  int64_t width, int64_t height, int64_t tile, double thresh) {
@@ -236,14 +237,16 @@ std::vector<torch::Tensor> accumulate_visibility(torch::Tensor means2d, torch::T
   const int nthreads = at::get_num_threads();
   std::vector<std::vector<float>> wacc(nthreads);
   std::vector<std::vector<int>> cacc(nthreads);
+  std::vector<std::vector<float>> aacc(nthreads);
   const float *m = means2d.data_ptr<float>(), *cn = conics.data_ptr<float>(), *op = opacities.data_ptr<float>();
   const int64_t* off = offsets.data_ptr<int64_t>();
   const int* id = ids.data_ptr<int>();
   const float th_w = (float)thresh;
   at::parallel_for(0, C * T, 1, [&](int64_t b, int64_t e) {
     const int tid = at::get_thread_num();
-    if (wacc[tid].empty()) { wacc[tid].assign(N, 0.f); cacc[tid].assign(N, 0); }
+    if (wacc[tid].empty()) { wacc[tid].assign(N, 0.f); cacc[tid].assign(N, 0); aacc[tid].assign(N, 0.f); }
     float* wv = wacc[tid].data();
+    float* av = aacc[tid].data();
     int* cv = cacc[tid].data();
     for (int64_t k = b; k < e; ++k) {
       const int64_t c = k / T, t = k % T, tx = t % tw, ty = t / tw;
@@ -264,6 +267,7 @@ std::vector<torch::Tensor> accumulate_visibility(torch::Tensor means2d, torch::T
             if (nT <= kTMin) break;
             const float w = a * Tr;
             wv[g] += w;
+            av[g] += a;
             if (w > th_w) cv[g] += 1;
             Tr = nT;
           }
@@ -273,13 +277,15 @@ std::vector<torch::Tensor> accumulate_visibility(torch::Tensor means2d, torch::T
   });
   auto vis = torch::zeros({N}, torch::kFloat32);
   auto cnt = torch::zeros({N}, torch::kInt32);
+  auto asum = torch::zeros({N}, torch::kFloat32);
   float* vp = vis.data_ptr<float>();
+  float* ap = asum.data_ptr<float>();
   int* cp = cnt.data_ptr<int>();
   for (int i = 0; i < nthreads; ++i) {
     if (wacc[i].empty()) continue;
-    for (int64_t g = 0; g < N; ++g) { vp[g] += wacc[i][g]; cp[g] += cacc[i][g]; }
+    for (int64_t g = 0; g < N; ++g) { vp[g] += wacc[i][g]; cp[g] += cacc[i][g]; ap[g] += aacc[i][g]; }
   }
-  return {vis, cnt};
+  return {vis, cnt, asum};
 }
 
 // defined in gs_recon/mesh/csrc/tsdf_cpu.cpp (same extension module)
