@@ -83,13 +83,46 @@ class MeshConfig:
 
 
 @dataclass
+class PriorConfig:
+    """The diffusion-prior stages (DP-Recon settings as defaults). See docs/PRIOR.md."""
+    # hub id or local diffusers folder; "tiny-random" builds a tiny randomly initialised UNet/VAE/CLIP
+    # from configs (tests and CPU plumbing only: it cannot add plausible content)
+    model: str = "stabilityai/stable-diffusion-2-1-base"
+    guidance_scale: float = 50.0  # classifier-free guidance (DreamFusion / DP-Recon)
+    fp16: bool = True  # half precision UNet/VAE on GPU (always fp32 on CPU)
+    geometry_iters: int = 2000  # stage 2 steps (after reconstruction)
+    appearance_iters: int = 1000  # stage 3 steps
+    views_per_step: int = 2  # novel views per SDS step
+    geometry_render: int = 128  # object-alone normal+opacity render size, resized to the latent grid
+    geometry_latent: int = 64  # the 4-channel render is used directly as a 64x64 latent (no VAE)
+    appearance_res: int = 512  # RGB render size fed to the VAE
+    geo_t_start: List[int] = field(default_factory=lambda: [200, 980])  # timestep range, annealed ...
+    geo_t_end: List[int] = field(default_factory=lambda: [20, 400])  # ... linearly to this range
+    app_t: List[int] = field(default_factory=lambda: [20, 980])
+    sds_geometry_lambda: float = 1.0e-3  # SDS loss weight next to the reconstruction losses
+    sds_appearance_lambda: float = 1.0e-3
+    appearance_rgb_lambda: float = 10.0  # reconstruction RGB loss kept strong in stage 3
+    appearance_vis_thresh: float = 0.3  # appearance SDS only where V < 0.3
+    vis_count_thresh: float = 0.01  # a pixel counts as an observation when alpha*T > this
+    pixel_weighting: bool = True  # per-pixel SDS weights from the rendered visibility V
+    gaussian_weighting: bool = True  # per-Gaussian SDS gradient scaling from each Gaussian's v
+    elevation: List[float] = field(default_factory=lambda: [5.0, 30.0])  # object cameras, degrees ...
+    elevation_end: List[float] = field(default_factory=lambda: [5.0, 80.0])  # ... widening to this
+    fovy: List[float] = field(default_factory=lambda: [40.0, 45.0])
+    fill: float = 0.8  # the object's longest side fills ~80% of the view
+    background_fovy: List[float] = field(default_factory=lambda: [70.0, 85.0])
+    background_geometry: bool = True  # background geometry SDS (never background appearance SDS)
+
+
+@dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     mesh: MeshConfig = field(default_factory=MeshConfig)
-    guidance: str = "none"  # none | sd (the diffusion prior stages, see docs)
+    prior: PriorConfig = field(default_factory=PriorConfig)
+    guidance: str = "none"  # none | sd (the diffusion-prior stages, docs/PRIOR.md)
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
@@ -112,7 +145,9 @@ def _coerce(value: str, typ: Any, key: str):
         if "Optional[str]" in s or t is str or s == "str":
             return None if value.lower() in ("none", "null") else value
         if "List" in s:
-            return [v for v in value.split(",") if v]
+            items = [v for v in value.split(",") if v]
+            conv = int if "List[int]" in s else float if "List[float]" in s else str
+            return [conv(v) for v in items]
     except ValueError:
         raise SceneError(f"config: --{key} expects {s}, got {value!r}") from None
     return value

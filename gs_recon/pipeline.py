@@ -27,10 +27,16 @@ def run(scene_dir: str | Path, cfg: Config, resume: bool = False, progress: bool
     from .train.recon import Trainer
 
     t_start = time.time()
-    if cfg.guidance != "none":
-        raise SceneError(f"--guidance {cfg.guidance}: the diffusion-prior stages are not implemented in this "
-                         "release; use --guidance none (reconstruction only)")
+    if cfg.guidance not in ("none", "sd"):
+        raise SceneError(f"--guidance {cfg.guidance}: unknown; use sd (diffusion prior) or none (reconstruction only)")
     scene = load_scene(scene_dir, cfg.data)
+    guidance = None
+    if cfg.guidance == "sd":  # load first: a missing model fails before any training or output, not after
+        from .guidance.sd import load_guidance
+        from .train.recon import pick_device
+
+        guidance = load_guidance(cfg.prior.model, cfg.prior.guidance_scale, pick_device(cfg.train.device),
+                                 cfg.prior.fp16)
     out = Path(cfg.output.out_dir) if cfg.output.out_dir else default_out_dir(Path(scene_dir))
     check_writable(out)
     ckpt = out / "checkpoints" / "last.pt"
@@ -43,6 +49,11 @@ def run(scene_dir: str | Path, cfg: Config, resume: bool = False, progress: bool
     trainer.fit(cfg.train.iterations, progress=progress, ckpt_path=ckpt)
     trainer.save(ckpt)
     timings["reconstruction_s"] = time.time() - t0
+    if guidance is not None:
+        from .train.prior import PriorStages
+
+        timings.update(PriorStages(trainer, guidance, cfg.prior).run(progress=progress, ckpt_path=ckpt))
+        trainer.save(ckpt)
 
     t0 = time.time()
     metrics = {"train": trainer.evaluate(scene.train_idx[:: max(1, len(scene.train_idx) // 8)]),

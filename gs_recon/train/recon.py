@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 import torch
 from torch import Tensor
@@ -44,6 +44,7 @@ class Trainer:
         pts, cols, labs = initial_points(scene, cfg.model, seed=cfg.train.seed)
         self.params = create_params(pts, cols, labs, cfg.model.sh_degree, cfg.model.init_opacity,
                                     cfg.model.init_scale, self.device)
+        self.set_trainable(PARAM_KEYS)
         self._make_optimizers()
         self._make_strategy()
         self.gt = scene.images.to(self.device)
@@ -108,13 +109,21 @@ class Trainer:
         return losses
 
     # ------------------------------------------------------------------ step
-    def train_step(self, gen: torch.Generator) -> Dict[str, float]:
+    def train_step(self, gen: torch.Generator, extra_losses: Optional[Callable[[], Dict[str, Tensor]]] = None,
+                   densify: bool = True, rgb_weight: float = 1.0) -> Dict[str, float]:
+        """One step: reconstruction losses on a random training view, plus `extra_losses()` (the prior
+        stages' SDS terms), backward, optimizer steps for the trainable keys, and (when `densify`)
+        gsplat's densification. A non-finite loss skips the step."""
         t, s = self.cfg.train, self.scene
         tr = s.train_idx
         idx = [tr[int(i)] for i in torch.randint(0, len(tr), (min(t.batch_size, len(tr)),), generator=gen)]
         out = self.render_views(idx)
-        self.strategy.step_pre_backward(self.params, self.optimizers, self.strategy_state, self.step, out.meta)
+        if densify:
+            self.strategy.step_pre_backward(self.params, self.optimizers, self.strategy_state, self.step, out.meta)
         losses = self.recon_loss(idx, out)
+        losses["rgb"] = rgb_weight * losses["rgb"]
+        if extra_losses is not None:
+            losses.update(extra_losses())
         loss = sum(losses.values())
         if not torch.isfinite(loss):
             log.warning("step %d: non-finite loss, skipping the step", self.step)
@@ -123,14 +132,16 @@ class Trainer:
             self.step += 1
             return {"loss": float("nan")}
         loss.backward()
-        for o in self.optimizers.values():
-            o.step()
+        for k, o in self.optimizers.items():
+            if k in self.trainable:
+                o.step()
             o.zero_grad(set_to_none=True)
-        for sch in self.schedulers:
-            sch.step()
-        self.strategy.step_post_backward(self.params, self.optimizers, self.strategy_state, self.step, out.meta,
-                                         packed=False)
-        self._enforce_cap()
+        if densify:
+            for sch in self.schedulers:
+                sch.step()
+            self.strategy.step_post_backward(self.params, self.optimizers, self.strategy_state, self.step, out.meta,
+                                             packed=False)
+            self._enforce_cap()
         self.step += 1
         with torch.no_grad():
             p = psnr(out.rgb.detach(), self.gt[idx])
@@ -151,8 +162,10 @@ class Trainer:
 
     # ------------------------------------------------------------------ loop
     def fit(self, iterations: Optional[int] = None, progress: bool = True, ckpt_path: Optional[Path] = None,
-            stage: str = "reconstruction") -> None:
-        """Run reconstruction steps up to `iterations` (total). Ctrl-C saves a checkpoint and re-raises."""
+            stage: str = "reconstruction", step_fn: Optional[Callable[[torch.Generator], Dict[str, float]]] = None
+            ) -> None:
+        """Run steps until the global step count reaches `iterations` (a total: stages continue the count).
+        step_fn(gen) does one step (default: reconstruction). Ctrl-C saves a checkpoint and re-raises."""
         from ..progress import make_progress
 
         total = iterations or self.cfg.train.iterations
@@ -163,11 +176,13 @@ class Trainer:
             task = bar.add_task(stage, total=total, completed=self.step, info="")
             try:
                 while self.step < total:
-                    m = self.train_step(gen)
+                    m = (step_fn or self.train_step)(gen)
                     self.history.append(m)
                     if self.step % 10 == 0 or self.step == total:
                         rate = (self.step - s0) / max(time.time() - t0, 1e-6)
                         info = (f"loss {m['loss']:.4f}  PSNR {m.get('psnr', float('nan')):5.2f}  "
+                                + "".join(f"{k} {m[k]:.3g}  " for k in ("sds_geo", "sds_app") if k in m)
+                                + 
                                 f"N {self.params['means'].shape[0]}  {rate:5.1f} it/s")
                         bar.update(task, completed=self.step, info=info)
                     if ckpt_path and every > 0 and self.step % every == 0:

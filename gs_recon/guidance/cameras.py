@@ -1,0 +1,77 @@
+"""Novel cameras for the prior stages (DP-Recon's sampling, in the scene's internal frame).
+
+Objects: azimuth uniform over 360 degrees around the object's box centre, elevation (from the scene's up
+direction) uniform in [5, 30] degrees widening linearly to [5, 80] over the stage, fovy uniform in
+[40, 45], distance such that the box's longest side spans `fill` (80%) of the view height.
+Background: from a training camera centre (jittered), looking outward, away from the scene centre,
+with a random azimuth offset of +-60 degrees and a small pitch; fovy uniform in [70, 85].
+All cameras: OpenCV world-to-camera viewmats [n,4,4] and intrinsics Ks [n,3,3] for a size x size image.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence, Tuple
+
+import torch
+from torch import Tensor
+
+from ..cameras import look_at
+
+
+def _basis(up: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+    up = up / up.norm().clamp(min=1e-8)
+    ref = torch.tensor([1.0, 0, 0]) if abs(float(up[0])) < 0.9 else torch.tensor([0, 1.0, 0])
+    a = torch.linalg.cross(up, ref)
+    a = a / a.norm()
+    return a, torch.linalg.cross(up, a), up
+
+
+def _K(fovy_deg: Tensor, size: int) -> Tensor:
+    f = 0.5 * size / torch.tan(torch.deg2rad(fovy_deg) / 2)
+    K = torch.zeros(len(fovy_deg), 3, 3)
+    K[:, 0, 0], K[:, 1, 1], K[:, 0, 2], K[:, 1, 2], K[:, 2, 2] = f, f, size / 2, size / 2, 1
+    return K
+
+
+def _u(gen, n, lo, hi) -> Tensor:
+    return lo + (hi - lo) * torch.rand(n, generator=gen)
+
+
+def object_cameras(lo: Tensor, hi: Tensor, up: Tensor, n: int, size: int, progress: float, gen: torch.Generator,
+                   elevation: Sequence[float] = (5, 30), elevation_end: Sequence[float] = (5, 80),
+                   fovy: Sequence[float] = (40, 45), fill: float = 0.8) -> Tuple[Tensor, Tensor]:
+    """n cameras around the box [lo, hi] ([3] each); progress in [0, 1] widens the elevation range."""
+    p = min(max(progress, 0.0), 1.0)
+    e_lo = elevation[0] + (elevation_end[0] - elevation[0]) * p
+    e_hi = elevation[1] + (elevation_end[1] - elevation[1]) * p
+    az = _u(gen, n, 0.0, 2 * math.pi)
+    el = torch.deg2rad(_u(gen, n, e_lo, e_hi))
+    fy = _u(gen, n, fovy[0], fovy[1])
+    c = (lo + hi) / 2
+    longest = float((hi - lo).max())
+    a, b, upn = _basis(up.float())
+    vms = []
+    for i in range(n):
+        dist = longest / fill / (2 * math.tan(math.radians(float(fy[i])) / 2)) + longest / 2
+        d = torch.cos(el[i]) * (torch.cos(az[i]) * a + torch.sin(az[i]) * b) + torch.sin(el[i]) * upn
+        vms.append(look_at(tuple((c + dist * d).tolist()), tuple(c.tolist()), up=tuple(upn.tolist())))
+    return torch.stack(vms), _K(fy, size)
+
+
+def background_cameras(centres: Tensor, scene_centre: Tensor, up: Tensor, n: int, size: int, gen: torch.Generator,
+                       fovy: Sequence[float] = (70, 85), jitter: float = 0.05) -> Tuple[Tensor, Tensor]:
+    """n cameras at (jittered) training camera centres [M,3], looking outward from scene_centre [3]."""
+    a, b, upn = _basis(up.float())
+    pick = torch.randint(0, centres.shape[0], (n,), generator=gen)
+    fy = _u(gen, n, fovy[0], fovy[1])
+    vms = []
+    for i in range(n):
+        pos = centres[pick[i]].float() + jitter * torch.randn(3, generator=gen)
+        out = pos - scene_centre.float()
+        out = out - (out @ upn) * upn  # horizontal outward direction
+        base = math.atan2(float(out @ b), float(out @ a)) if out.norm() > 1e-6 else 0.0
+        az = base + math.radians(float(_u(gen, 1, -60, 60)))
+        el = math.radians(float(_u(gen, 1, -10, 20)))
+        d = math.cos(el) * (math.cos(az) * a + math.sin(az) * b) + math.sin(el) * upn
+        vms.append(look_at(tuple(pos.tolist()), tuple((pos + d).tolist()), up=tuple(upn.tolist())))
+    return torch.stack(vms), _K(fy, size)
