@@ -1,5 +1,4 @@
 """TSDF fusion: true depth maps of real meshes reproduce them; meshes from a trained run."""
-import math
 
 import numpy as np
 import pytest
@@ -78,7 +77,6 @@ def test_meshes_from_trained_run(tmp_path):
     import sys
 
     import trimesh
-
     from conftest import ROOT
 
     out = tmp_path / "run"

@@ -38,8 +38,11 @@ def test_labels_survive_densification_ops():
     state = {"grad2d": torch.zeros(n)}
     dup = torch.zeros(n, dtype=torch.bool)
     dup[::3] = True
+    p["visibility"].data.copy_(torch.linspace(0, 1, n))
+    vis = p["visibility"].detach().clone()
     duplicate(p, opt, state, dup)
     assert torch.equal(p["labels"][n:], labels[dup])
+    assert torch.equal(p["visibility"][n:], vis[dup])  # newborn Gaussians inherit their parent's visibility
     spl = torch.zeros(p["means"].shape[0], dtype=torch.bool)
     spl[:10] = True
     before = p["labels"].clone()

@@ -4,7 +4,12 @@ import pytest
 import torch
 
 from gs_recon.bench import random_scene
-from gs_recon.visibility import (accumulate, accumulate_autograd, appearance_weight, geometry_weight)
+from gs_recon.visibility import (
+    accumulate,
+    accumulate_autograd,
+    appearance_weight,
+    geometry_weight,
+)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

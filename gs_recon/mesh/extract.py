@@ -19,7 +19,6 @@ from ..io_utils import atomic_path
 from ..render.api import render
 from .tsdf import TSDFVolume, clean_mesh
 
-
 FREE = 1e6  # depth written for pixels an object does not cover (free space all along the ray)
 
 

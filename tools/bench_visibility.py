@@ -1,0 +1,76 @@
+#!/usr/bin/env python
+"""Benchmark the per-Gaussian visibility accumulator.
+
+Same inputs, same run, three routes:
+  kernel    gs_recon's kernel (CUDA kernel in cuda_ext/ on a GPU, the C++ kernel on CPU)
+  autograd  the gradient of the summed render of an all-ones per-Gaussian channel
+  reference the vectorised torch reference (the test oracle; skipped above --ref-max Gaussians)
+Prints the median time of each and the ratios against the kernel.
+
+    python tools/bench_visibility.py                          # GPU target: 1M Gaussians, 20 views 512x384
+    python tools/bench_visibility.py --n 20000 --views 4 --width 128 --height 96   # CPU-sized
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+import torch  # noqa: E402
+
+from gs_recon.bench import random_scene  # noqa: E402
+from gs_recon.visibility import accumulate, accumulate_autograd  # noqa: E402
+
+
+def _time(fn, repeats: int) -> float:
+    fn()
+    ts = []
+    for _ in range(repeats):
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        fn()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        ts.append(time.perf_counter() - t0)
+    return sorted(ts)[len(ts) // 2]
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=1_000_000)
+    ap.add_argument("--views", type=int, default=20)
+    ap.add_argument("--width", type=int, default=512)
+    ap.add_argument("--height", type=int, default=384)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--ref-max", type=int, default=50_000, help="skip the torch reference above this many Gaussians")
+    a = ap.parse_args(argv)
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    params, vm, K = random_scene(a.n, a.width, seed=0)
+    K[:, 1, 2] = a.height / 2
+    offs = torch.linspace(-0.3, 0.3, a.views)
+    vms = vm.repeat(a.views, 1, 1)
+    vms[:, 0, 3] += offs
+    Ks = K.repeat(a.views, 1, 1)
+    params = {k: v.to(dev) for k, v in params.items()}
+    vms, Ks = vms.to(dev), Ks.to(dev)
+    print(f"{a.n} Gaussians, {a.views} views {a.width}x{a.height}, device {dev}"
+          + (f" ({torch.cuda.get_device_name()})" if dev == "cuda" else f" ({torch.get_num_threads()} threads)"))
+    res = {"kernel": _time(lambda: accumulate(params, vms, Ks, a.width, a.height, impl="kernel"), a.repeats),
+           "autograd": _time(lambda: accumulate_autograd(params, vms, Ks, a.width, a.height), a.repeats)}
+    if a.n <= a.ref_max:
+        res["reference"] = _time(lambda: accumulate(params, vms, Ks, a.width, a.height, impl="reference"), 1)
+    k = accumulate(params, vms, Ks, a.width, a.height, impl="kernel").weight_sum
+    ag = accumulate_autograd(params, vms, Ks, a.width, a.height)
+    err = float((k - ag).abs().max() / k.abs().max().clamp(min=1e-12))
+    for name, t in res.items():
+        print(f"  {name:<10} {t * 1000:10.1f} ms   {t / res['kernel']:6.2f}x the kernel's time")
+    print(f"kernel vs autograd: max relative difference {err:.2e}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
