@@ -75,6 +75,14 @@ def run(scene_dir: str | Path, cfg: Config, resume: bool = False, progress: bool
         meshes = extract_meshes(trainer.params, scene, out, cfg.mesh, progress=progress)
         timings["mesh_s"] = time.time() - t0
     timings["total_s"] = time.time() - t_start
+    try:
+        import resource
+
+        timings["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
+    except (ImportError, AttributeError):
+        pass
+    if torch.cuda.is_available():
+        timings["peak_cuda_mb"] = torch.cuda.max_memory_allocated() / 2**20
     manifest = {
         "scene": scene.name,
         "scene_dir": str(Path(scene_dir).resolve()),

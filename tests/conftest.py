@@ -28,3 +28,19 @@ def pytest_collection_modifyitems(config, items):
     for it in items:
         if "gpu" in it.keywords:
             it.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def run(tmp_path_factory):
+    """A short tools/train.py-equivalent run on the bundled scene (350 steps, small meshes), shared by
+    the export, mesh and eval tests."""
+    from gs_recon.config import load_config
+    from gs_recon.pipeline import run as run_pipeline
+
+    out = tmp_path_factory.mktemp("run")
+    cfg = load_config("configs/tiny_cpu.yaml", ["train.iterations=350", "train.refine_stop_iter=300",
+                                                f"output.out_dir={out}", "train.checkpoint_every=100",
+                                                "mesh.resolution=48", "mesh.background_resolution=48",
+                                                "mesh.orbit_views=8"])
+    m = run_pipeline(DEMO, cfg, progress=False)
+    return m, out, cfg

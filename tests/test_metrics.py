@@ -65,3 +65,25 @@ def test_psnr_ssim_match_scikit_image():
     ref = structural_similarity(gt, pred, data_range=1.0, channel_axis=-1, gaussian_weights=True, sigma=1.5,
                                 use_sample_covariance=False)
     assert s == pytest.approx(ref, abs=1e-6)
+
+
+def test_visible_side_restriction():
+    """A box seen from +x only: its -x face is invisible; a prediction missing that face is perfect on
+    the visible side and incomplete overall."""
+    import trimesh
+
+    from gs_recon.cameras import look_at
+    from gs_recon.eval.mesh_metrics import sample_surface, visible_from
+
+    gt = trimesh.creation.box((1, 1, 1))
+    keep = gt.face_normals[:, 0] > -0.5  # every face but -x
+    pred = trimesh.Trimesh(gt.vertices, gt.faces[keep], process=False)
+    vm = np.stack([look_at((3.0, 0.3, 0.2), (0, 0, 0)).numpy()]).astype(np.float64)
+    K = np.array([[[100.0, 0, 100], [0, 100.0, 100], [0, 0, 1]]])
+    pts, _ = sample_surface(gt, 20000, 0)
+    vis = visible_from(pts, vm, K, 200, 200, gt)
+    assert 0.1 < vis.mean() < 0.45  # one face (+ grazing ones): a sixth to ~2/5 of the surface
+    assert not vis[pts[:, 0] < -0.49].any()
+    full = mesh_metrics(pred, gt, n=20000)
+    side = mesh_metrics(pred, gt, n=20000, gt_visible=vis)
+    assert full["recall"] < 0.9 and side["recall"] == 1.0 and side["fscore"] > 0.99

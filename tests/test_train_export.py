@@ -13,19 +13,6 @@ from gs_recon.render.api import render
 STD_PROPS = ["x", "y", "z", "nx", "ny", "nz", "f_dc_0", "f_dc_1", "f_dc_2"]
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    from gs_recon.pipeline import run as run_pipeline
-
-    out = tmp_path_factory.mktemp("run")
-    cfg = load_config("configs/tiny_cpu.yaml", ["train.iterations=350", "train.refine_stop_iter=300",
-                                                f"output.out_dir={out}", "train.checkpoint_every=100",
-                                                "mesh.resolution=48", "mesh.background_resolution=48",
-                                                "mesh.orbit_views=8"])
-    m = run_pipeline(DEMO, cfg, progress=False)
-    return m, out, cfg
-
-
 def test_labels_survive_densification_ops():
     from gsplat.strategy.ops import duplicate, remove, split
 

@@ -25,10 +25,48 @@ def sample_surface(mesh, n: int, seed: int = 0) -> Tuple[np.ndarray, np.ndarray]
     return np.asarray(pts), np.asarray(mesh.face_normals[fidx])
 
 
+def visible_from(points: np.ndarray, viewmats: np.ndarray, Ks: np.ndarray, width: int, height: int,
+                 occluder, tol: float = 0.01) -> np.ndarray:
+    """[P] bool: points seen by at least one camera (inside its image, and the first hit of the ray from
+    the camera centre towards the point is the point itself, within tol). viewmats [V,4,4] OpenCV
+    world-to-camera, Ks [V,3,3], occluder: trimesh of everything that can hide (the GT scene)."""
+    import trimesh
+
+    try:
+        from trimesh.ray.ray_pyembree import RayMeshIntersector
+
+        rmi = RayMeshIntersector(occluder)
+    except Exception:
+        rmi = trimesh.ray.ray_triangle.RayMeshIntersector(occluder)
+    seen = np.zeros(len(points), bool)
+    for vm, K in zip(viewmats, Ks):
+        pc = points @ vm[:3, :3].T + vm[:3, 3]
+        z = pc[:, 2]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            u = K[0, 0] * pc[:, 0] / z + K[0, 2]
+            v = K[1, 1] * pc[:, 1] / z + K[1, 2]
+        cand = np.nonzero(~seen & (z > 1e-3) & (u >= 0) & (u < width) & (v >= 0) & (v < height))[0]
+        if len(cand) == 0:
+            continue
+        centre = -vm[:3, :3].T @ vm[:3, 3]
+        d = points[cand] - centre
+        dist = np.linalg.norm(d, axis=1)
+        _, ray, loc = rmi.intersects_id(np.broadcast_to(centre, d.shape), d / dist[:, None], multiple_hits=False,
+                                        return_locations=True)
+        hit = np.full(len(cand), np.inf)
+        hit[ray] = np.linalg.norm(loc - centre, axis=1)
+        seen[cand[hit >= dist - tol]] = True
+    return seen
+
+
 def mesh_metrics(pred, gt, threshold: float = 0.05, n: int = 100_000, seed: int = 0,
-                 gt_samples: Optional[Tuple[np.ndarray, np.ndarray]] = None) -> Dict[str, float]:
+                 gt_samples: Optional[Tuple[np.ndarray, np.ndarray]] = None,
+                 gt_visible: Optional[np.ndarray] = None) -> Dict[str, float]:
     """pred, gt: trimesh.Trimesh. Returns accuracy, completeness, chamfer_l1, precision, recall, fscore,
-    normal_consistency (see module docstring). A missing/empty prediction scores inf / 0."""
+    normal_consistency (see module docstring). A missing/empty prediction scores inf / 0.
+
+    gt_visible [n] bool (over the GT samples): restrict to the visible side. Completeness/recall use the
+    visible GT samples only; accuracy/precision the predicted samples whose nearest GT sample is visible."""
     from scipy.spatial import cKDTree
 
     pg, ng = gt_samples if gt_samples is not None else sample_surface(gt, n, seed)
@@ -37,6 +75,14 @@ def mesh_metrics(pred, gt, threshold: float = 0.05, n: int = 100_000, seed: int 
                 "precision": 0.0, "recall": 0.0, "fscore": 0.0, "normal_consistency": 0.0}
     pp, npd = sample_surface(pred, n, seed)  # same seed: identical meshes give identical samples
     d_pg, i_pg = cKDTree(pg).query(pp)  # pred -> gt
+    if gt_visible is not None:
+        keep = gt_visible[i_pg]
+        pp, npd, d_pg, i_pg = pp[keep], npd[keep], d_pg[keep], i_pg[keep]
+        pg, ng = pg[gt_visible], ng[gt_visible]
+        if len(pp) == 0 or len(pg) == 0:
+            return {"accuracy": float("inf"), "completeness": float("inf"), "chamfer_l1": float("inf"),
+                    "precision": 0.0, "recall": 0.0, "fscore": 0.0, "normal_consistency": 0.0}
+        i_pg = np.searchsorted(np.nonzero(gt_visible)[0], i_pg)  # index into the kept GT samples
     d_gp, i_gp = cKDTree(pp).query(pg)  # gt -> pred
     acc, comp = float(d_pg.mean()), float(d_gp.mean())
     prec, rec = float((d_pg < threshold).mean()), float((d_gp < threshold).mean())
