@@ -44,6 +44,8 @@ def run(scene_dir: str | Path, cfg: Config, resume: bool = False, progress: bool
     t0 = time.time()
     trainer = Trainer(scene, cfg, out)
     if resume:
+        for stale in out.rglob(".*.tmp"):  # left by a hard kill in the middle of an atomic write
+            stale.unlink()
         trainer.load(ckpt)
         log.info("resumed from %s at step %d", ckpt, trainer.step)
     trainer.fit(cfg.train.iterations, progress=progress, ckpt_path=ckpt)

@@ -1,11 +1,9 @@
 """Reconstruction on the bundled multi-object scene: labels through densification, exported files read
 back by plyfile, each object's exported splats cover its masks, checkpoints resume."""
 import numpy as np
-import pytest
 import torch
 from conftest import DEMO
 
-from gs_recon.config import load_config
 from gs_recon.data import load_scene
 from gs_recon.export.splats import read_ply, read_splat, write_ply
 from gs_recon.render.api import render

@@ -42,7 +42,11 @@ def parse_colmap(root: Path, images_dir: Path):
         if im.camera_id not in model.cameras:
             raise SceneError(f"{sp}: image {im.name} refers to missing camera {im.camera_id}")
         cam = model.cameras[im.camera_id]
-        K, dist = colmap.intrinsics(cam)
+        try:
+            K, dist = colmap.intrinsics(cam)
+        except SceneError as e:
+            f = sp / "cameras.bin" if (sp / "cameras.bin").exists() else sp / "cameras.txt"
+            raise SceneError(f"{f}: {e}") from None
         vm = np.eye(4)
         vm[:3, :3] = colmap.qvec_to_rotmat(im.qvec)
         vm[:3, 3] = im.tvec

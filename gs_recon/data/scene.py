@@ -203,6 +203,9 @@ def load_scene(root: str | Path, cfg=None) -> Scene:
     if not kept:
         raise SceneError(f"{root}: none of the {len(frames)} images listed in {frames[0]['source']} exist (looked in {frames[0]['path'].parent})")
     frames = kept
+    if len(frames) == 1:
+        warnings.warn(f"gs_recon: {root}: only one view; it is used for training, there is no test view and "
+                      "geometry is unconstrained in depth", stacklevel=2)
     objects = _read_objects(root)
 
     # load, undistort, downscale

@@ -54,26 +54,36 @@ def carve_hull(instance: Tensor, viewmats: Tensor, Ks: Tensor, label: int, bound
     any object: another object in front of it does not carve it, but a voxel inside or behind another
     object (seen as that object from most directions) is not taken for this one.
     """
-    lin = (torch.arange(res).float() + 0.5) / res * 2 * bound - bound
-    grid = torch.stack(torch.meshgrid(lin, lin, lin, indexing="ij"), -1).reshape(-1, 3)
-    uv, z = project_points(grid, viewmats, Ks)
-    lab, inside = lookup(instance, uv, z)
-    pos = ((lab == label) & inside).sum(0)
-    neg = ((lab == 0) & inside).sum(0)
-    seen = inside.sum(0)
-    on_objects = ((lab > 0) & inside).sum(0)
     min_seen = max(2, int(0.25 * instance.shape[0] + 0.999))
-    keep = (
-        (seen >= min_seen)
-        & (pos >= 1)
-        & (pos.float() >= 0.5 * on_objects.float())  # another object in front: a minority of views
-        & (neg.float() <= max_bg_frac * seen.float())
-    )
+
+    def carve(lo: Tensor, hi: Tensor):
+        axes = [(torch.arange(res).float() + 0.5) / res * (hi[i] - lo[i]) + lo[i] for i in range(3)]
+        grid = torch.stack(torch.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
+        uv, z = project_points(grid, viewmats, Ks)
+        lab, inside = lookup(instance, uv, z)
+        pos = ((lab == label) & inside).sum(0)
+        neg = ((lab == 0) & inside).sum(0)
+        seen = inside.sum(0)
+        on_objects = ((lab > 0) & inside).sum(0)
+        majority = pos.float() >= 0.5 * on_objects.float()  # another object in front: a minority of views
+        keep = (seen >= min_seen) & (pos >= 1) & majority & (neg.float() <= max_bg_frac * seen.float())
+        loose = (pos >= max(2, min_seen // 2)) & majority
+        return grid, keep, loose
+
+    lo, hi = torch.full((3,), -bound), torch.full((3,), bound)
+    grid, keep, loose = carve(lo, hi)
+    step = (hi - lo) / res
+    if int(keep.sum()) < 32 and bool(loose.any()):
+        # thin or small object (narrower than a voxel of the whole-scene cube): carve again on a grid of
+        # the same size over the region where several views agree it is
+        pts = grid[loose]
+        grid, keep, _ = carve(pts.min(0).values - step, pts.max(0).values + step)
+        step = (pts.max(0).values - pts.min(0).values + 2 * step) / res
     vox = grid[keep]
     if len(vox) == 0:
         return torch.zeros(0, 3)
     idx = torch.randint(0, len(vox), (n_samples,), generator=gen)
-    jitter = (torch.rand(n_samples, 3, generator=gen) - 0.5) * (2 * bound / res)
+    jitter = (torch.rand(n_samples, 3, generator=gen) - 0.5) * step
     return vox[idx] + jitter
 
 

@@ -5,6 +5,7 @@ Densification: gsplat's DefaultStrategy on the params dict (labels and visibilit
 """
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from pathlib import Path
@@ -47,6 +48,8 @@ class Trainer:
         self.set_trainable(PARAM_KEYS)
         self._make_optimizers()
         self._make_strategy()
+        self.nan_events = 0
+        self._good: Optional[Dict] = None
         self.gt = scene.images.to(self.device)
         self.bg = scene.background_color.to(self.device)
         self.history: List[Dict[str, float]] = []
@@ -126,16 +129,20 @@ class Trainer:
             losses.update(extra_losses())
         loss = sum(losses.values())
         if not torch.isfinite(loss):
-            log.warning("step %d: non-finite loss, skipping the step", self.step)
-            for o in self.optimizers.values():
-                o.zero_grad(set_to_none=True)
-            self.step += 1
-            return {"loss": float("nan")}
+            return self._skip("non-finite loss")
         loss.backward()
+        bad = [k for k in self.trainable if self.params[k].grad is not None and not torch.isfinite(self.params[k].grad).all()]
+        if bad:
+            return self._skip(f"non-finite gradient in {', '.join(bad)}")
         for k, o in self.optimizers.items():
             if k in self.trainable:
                 o.step()
             o.zero_grad(set_to_none=True)
+        bad = [k for k in self.trainable if not torch.isfinite(self.params[k]).all()]
+        if bad:
+            self._restore_good(f"non-finite parameters in {', '.join(bad)} after the update")
+            self.step += 1
+            return {"loss": float("nan")}
         if densify:
             for sch in self.schedulers:
                 sch.step()
@@ -143,9 +150,38 @@ class Trainer:
                                              packed=False)
             self._enforce_cap()
         self.step += 1
+        if self.step % self.GOOD_EVERY == 0:
+            self._good = copy.deepcopy(self.state_dict())  # deep: state_dict() shares storage on CPU
         with torch.no_grad():
             p = psnr(out.rgb.detach(), self.gt[idx])
         return {"loss": float(loss.detach()), "psnr": p, **{k: float(v.detach()) for k, v in losses.items()}}
+
+    GOOD_EVERY = 50  # steps between in-memory snapshots of the last good state (NaN guard)
+
+    def _skip(self, why: str) -> Dict[str, float]:
+        """NaN guard, first line: drop this step's gradients, change nothing, log it."""
+        log.warning("step %d: %s; step skipped", self.step, why)
+        for o in self.optimizers.values():
+            o.zero_grad(set_to_none=True)
+        bad = [k for k in PARAM_KEYS if not torch.isfinite(self.params[k]).all()]
+        if bad:  # the parameters themselves went bad (e.g. by an earlier in-place edit): go back
+            self._restore_good(f"non-finite parameters in {', '.join(bad)}")
+        else:
+            self.nan_events += 1
+        self.step += 1
+        return {"loss": float("nan")}
+
+    def _restore_good(self, why: str) -> None:
+        """NaN guard, second line: the update itself produced non-finite values; go back to the last good
+        in-memory snapshot (taken every GOOD_EVERY steps) and keep counting steps from here."""
+        step = self.step
+        if getattr(self, "_good", None) is None:
+            raise RuntimeError(f"step {step}: {why} and no good state to restore yet")
+        self._load_state(copy.deepcopy(self._good))
+        self.set_trainable(self.trainable)
+        self.step = step
+        self.nan_events += 1
+        log.warning("step %d: %s; restored the state of step %d", step, why, int(self._good["step"]))
 
     @torch.no_grad()
     def _enforce_cap(self):
@@ -207,7 +243,9 @@ class Trainer:
         save_checkpoint(path, self.state_dict())
 
     def load(self, path: Path) -> None:
-        ck = load_checkpoint(path)
+        self._load_state(load_checkpoint(path))
+
+    def _load_state(self, ck: Dict) -> None:
         for k, v in ck["params"].items():
             self.params[k] = torch.nn.Parameter(v.to(self.device), requires_grad=self.params[k].requires_grad if k in self.params else False)
         self._make_optimizers()
