@@ -22,8 +22,8 @@ setup(
         "scikit-image",
     ],
     extras_require={
-        "test": ["pytest", "diffusers>=0.30", "transformers>=4.40"],
+        "test": ["pytest", "diffusers>=0.30", "transformers>=4.40", "viser>=1.0"],
         "prior": ["diffusers>=0.30", "transformers>=4.40"],
-        "viewer": ["viser"],
+        "viewer": ["viser>=1.0"],
     },
 )
