@@ -37,25 +37,42 @@ def run(scene_dir: str | Path, cfg: Config, resume: bool = False, progress: bool
 
         guidance = load_guidance(cfg.prior.model, cfg.prior.guidance_scale, pick_device(cfg.train.device),
                                  cfg.prior.fp16)
+    from . import dist
+    from .train.recon import pick_device
+
+    dist.init_from_env(pick_device(cfg.train.device))
+    main = dist.is_main()
     out = Path(cfg.output.out_dir) if cfg.output.out_dir else default_out_dir(Path(scene_dir))
-    check_writable(out)
+    out = Path(dist.broadcast_object(str(out)))  # one timestamped folder for all ranks
+    if main:
+        check_writable(out)
     ckpt = out / "checkpoints" / "last.pt"
     timings = {}
     t0 = time.time()
     trainer = Trainer(scene, cfg, out)
-    if resume:
-        for stale in out.rglob(".*.tmp"):  # left by a hard kill in the middle of an atomic write
-            stale.unlink()
+    if main:  # stage 1 on rank 0 only (see gs_recon/dist.py); the others load its checkpoint
+        if resume:
+            for stale in out.rglob(".*.tmp"):  # left by a hard kill in the middle of an atomic write
+                stale.unlink()
+            trainer.load(ckpt)
+            log.info("resumed from %s at step %d", ckpt, trainer.step)
+        trainer.fit(cfg.train.iterations, progress=progress, ckpt_path=ckpt)
+        trainer.save(ckpt)
+    dist.barrier()
+    if not main:
         trainer.load(ckpt)
-        log.info("resumed from %s at step %d", ckpt, trainer.step)
-    trainer.fit(cfg.train.iterations, progress=progress, ckpt_path=ckpt)
-    trainer.save(ckpt)
     timings["reconstruction_s"] = time.time() - t0
     if guidance is not None:
         from .train.prior import PriorStages
 
-        timings.update(PriorStages(trainer, guidance, cfg.prior).run(progress=progress, ckpt_path=ckpt))
+        stages = PriorStages(trainer, guidance, cfg.prior)
+        timings.update(stages.run(progress=progress and main, ckpt_path=ckpt))
+        if dist.active():
+            _check_ranks_agree(trainer.params, stages.history)
         trainer.save(ckpt)
+    if not main:
+        dist.barrier()
+        return {"rank": dist.rank(), "out_dir": str(out)}
 
     t0 = time.time()
     metrics = {"train": trainer.evaluate(scene.train_idx[:: max(1, len(scene.train_idx) // 8)]),
@@ -103,4 +120,20 @@ def run(scene_dir: str | Path, cfg: Config, resume: bool = False, progress: bool
     }
     write_manifest(out, manifest)
     manifest["out_dir"] = str(out)
+    dist.barrier()
     return manifest
+
+
+def _check_ranks_agree(params, picks) -> None:
+    """After data-parallel prior stages every rank must hold the same Gaussians; log each rank's shard."""
+    import torch.distributed as tdist
+
+    from . import dist
+
+    digest = torch.stack([params[k].detach().double().sum().cpu() for k in sorted(params)])
+    gathered = [torch.zeros_like(digest) for _ in range(dist.world())]
+    tdist.all_gather(gathered, digest)
+    if not all(torch.allclose(g, gathered[0], rtol=1e-6, atol=1e-6) for g in gathered):
+        raise RuntimeError("distributed prior stages: ranks hold different Gaussians")
+    log.warning("rank %d of %d: prior steps took round-robin objects %s; all ranks agree",
+                dist.rank(), dist.world(), sorted(set(picks)))

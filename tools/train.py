@@ -41,6 +41,8 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("interrupted; rerun the same command with --resume to continue", file=sys.stderr)
         return 130
+    if "rank" in m:  # a non-zero rank of a torchrun job: rank 0 reports
+        return 0
     te = m["metrics"].get("test", {})
     tr = m["metrics"].get("train", {})
     print(f"done: {m['out_dir']}")

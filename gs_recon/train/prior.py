@@ -64,7 +64,11 @@ class PriorStages:
         self.geo_ids = self.objects + ([0] if cfg.background_geometry else [])
         self.gen = torch.Generator().manual_seed(trainer.cfg.train.seed + 17)
         self._rr = 0
-        self.last: Dict[str, float] = {}
+        self.history: List[int] = []  # round-robin indices this rank took (tests check the sharding)
+        from .. import dist
+
+        # the same camera / timestep draws on every rank would make ranks redundant: offset by rank
+        self.gen.manual_seed(trainer.cfg.train.seed + 17 + 1000 * dist.rank())
 
     def _objects_seen(self) -> List[int]:
         """Objects with Gaussians and at least a few mask pixels in the training views; warns for others."""
@@ -115,11 +119,19 @@ class PriorStages:
         return render(sub, vms.to(dev), Ks.to(dev), size, size, sh_degree=sh_degree, background=background,
                       extra=sub["visibility"].detach()[:, None], backend=self.tr.cfg.train.backend)
 
+    def _pick(self) -> int:
+        """Round-robin index of this step's object; with several ranks, each rank takes its own shard."""
+        from .. import dist
+
+        k = self._rr * dist.world() + dist.rank()
+        self._rr += 1
+        self.history.append(k)
+        return k
+
     # ------------------------------------------------------------------ SDS terms
     def geometry_sds(self, progress: float) -> Dict[str, Tensor]:
         c = self.cfg
-        oid = self.geo_ids[self._rr % len(self.geo_ids)]
-        self._rr += 1
+        oid = self.geo_ids[self._pick() % len(self.geo_ids)]
         vms, Ks = self.cameras(oid, c.views_per_step, c.geometry_render, progress)
         out = self.render_alone(oid, vms, Ks, c.geometry_render, gweight=geometry_weight)
         x = torch.cat([out.normals, out.alpha], -1).permute(0, 3, 1, 2)  # [B,4,H,W]
@@ -134,8 +146,7 @@ class PriorStages:
 
     def appearance_sds(self, progress: float) -> Dict[str, Tensor]:
         c = self.cfg
-        oid = self.objects[self._rr % len(self.objects)]
-        self._rr += 1
+        oid = self.objects[self._pick() % len(self.objects)]
         vms, Ks = self.cameras(oid, c.views_per_step, c.appearance_res, 1.0)
         out = self.render_alone(oid, vms, Ks, c.appearance_res,
                                 gweight=lambda v: appearance_weight(v, c.appearance_vis_thresh),

@@ -131,6 +131,10 @@ class Trainer:
         if not torch.isfinite(loss):
             return self._skip("non-finite loss")
         loss.backward()
+        if not densify:  # prior stages: data-parallel across ranks (a no-op in a single process)
+            from .. import dist
+
+            dist.average_grads([self.params[k] for k in sorted(self.trainable)])
         bad = [k for k in self.trainable if self.params[k].grad is not None and not torch.isfinite(self.params[k].grad).all()]
         if bad:
             return self._skip(f"non-finite gradient in {', '.join(bad)}")
@@ -205,7 +209,10 @@ class Trainer:
         from ..progress import make_progress
 
         total = iterations or self.cfg.train.iterations
-        gen = torch.Generator().manual_seed(self.cfg.train.seed + self.step)
+        from .. import dist
+
+        # each rank its own view sequence (the same one in a single process)
+        gen = torch.Generator().manual_seed(self.cfg.train.seed + self.step + 7919 * dist.rank())
         every = self.cfg.train.checkpoint_every
         t0, s0 = time.time(), self.step
         with make_progress(stage, progress) as bar:
@@ -240,7 +247,10 @@ class Trainer:
         }
 
     def save(self, path: Path) -> None:
-        save_checkpoint(path, self.state_dict())
+        from .. import dist
+
+        if dist.is_main():  # one writer; every rank holds the same state
+            save_checkpoint(path, self.state_dict())
 
     def load(self, path: Path) -> None:
         self._load_state(load_checkpoint(path))
