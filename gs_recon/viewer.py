@@ -104,9 +104,11 @@ class SceneViewer:
             @tc.on_update
             def _(ev, o=o, tc=tc):
                 o.position, o.wxyz = np.array(tc.position, float), np.array(tc.wxyz, float)
+                if self.selected == o.name:
+                    self._show_selected()
         else:
-            self.server.scene.add_frame(root, show_axes=False, position=o.position, wxyz=o.wxyz)
-        o.handles = [root]
+            tc = self.server.scene.add_frame(root, show_axes=False, position=o.position, wxyz=o.wxyz)
+        o.handles = [tc]
         if self.show in ("splats", "both") and o.splat_file and o.splat_file.exists():
             c, cov, rgb, op = splat_arrays(read_ply(o.splat_file))
             h = self.server.scene.add_gaussian_splats(f"{root}/splats", c - o.pivot, cov, rgb, op)
@@ -127,11 +129,60 @@ class SceneViewer:
                 @cb.on_update
                 def _(ev, o=o, cb=cb):
                     self.set_visible(o.name, cb.value)
+        movable = [n for n, o in self.objects.items() if o.id > 0]
+        self.selected = movable[0] if movable else None
+        with gui.add_folder("selected object"):
+            self.select = gui.add_dropdown("object", options=movable or ["-"], initial_value=self.selected or "-")
+            self.pos_gui = gui.add_vector3("position", initial_value=(0.0, 0.0, 0.0), step=0.01)
+            self.rot_gui = gui.add_vector3("rotation xyz (deg)", initial_value=(0.0, 0.0, 0.0), step=1.0)
+            reset = gui.add_button("reset")
+
+        @self.select.on_update
+        def _(ev):
+            self.selected = self.select.value
+            self._show_selected()
+
+        @self.pos_gui.on_update
+        def _(ev):
+            if self.selected and not self._syncing:
+                self.set_transform(self.selected, position=np.array(self.pos_gui.value, float))
+
+        @self.rot_gui.on_update
+        def _(ev):
+            if self.selected and not self._syncing:
+                from scipy.spatial.transform import Rotation
+
+                xyzw = Rotation.from_euler("xyz", self.rot_gui.value, degrees=True).as_quat()
+                self.set_transform(self.selected, wxyz=xyzw[[3, 0, 1, 2]])
+
+        @reset.on_click
+        def _(ev):
+            if self.selected:
+                o = self.objects[self.selected]
+                self.set_transform(o.name, position=o.pivot, wxyz=np.array([1.0, 0, 0, 0]))
+                self._show_selected()
+
+        self._syncing = False
+        self._show_selected()
         self.save_button = gui.add_button("save re-composed scene")
 
         @self.save_button.on_click
         def _(ev):
             self.save()
+
+    def _show_selected(self) -> None:
+        """Mirror the selected object's pose into the panel's fields."""
+        if not self.selected:
+            return
+        from scipy.spatial.transform import Rotation
+
+        o = self.objects[self.selected]
+        self._syncing = True
+        try:
+            self.pos_gui.value = tuple(float(v) for v in o.position)
+            self.rot_gui.value = tuple(float(v) for v in Rotation.from_quat(o.wxyz[[1, 2, 3, 0]]).as_euler("xyz", degrees=True))
+        finally:
+            self._syncing = False
 
     def set_visible(self, name: str, visible: bool) -> None:
         o = self.objects[name]
@@ -148,6 +199,7 @@ class SceneViewer:
             o.position = np.asarray(position, float)
         if wxyz is not None:
             o.wxyz = np.asarray(wxyz, float) / np.linalg.norm(wxyz)
+        o.handles[0].position, o.handles[0].wxyz = o.position, o.wxyz  # move the gizmo (and its children)
 
     # ------------------------------------------------------------------ save
     def save(self) -> Dict:

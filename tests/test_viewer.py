@@ -41,7 +41,11 @@ def test_viewer_serves_objects_and_saves_a_move(viewer):
     # every object is in the served scene graph: a gizmo (or frame) plus its splats and mesh
     for o in v.objects.values():
         assert len(o.handles) == 3, o.name
-    v.set_transform("box", position=v.objects["box"].pivot + np.array([0.5, 0.0, 0.0]))
+    # select the box in the panel and move it with the position field (what the gizmo does too)
+    v.select.value = "box"
+    assert v.selected == "box" and np.allclose(v.pos_gui.value, v.objects["box"].pivot, atol=1e-6)
+    v.pos_gui.value = tuple(v.objects["box"].pivot + np.array([0.5, 0.0, 0.0]))
+    assert np.allclose(v.objects["box"].handles[0].position, v.objects["box"].pivot + [0.5, 0, 0])
     v.set_visible("ball", False)
     tr = v.save()
     man = json.loads((d / "scene.json").read_text())
