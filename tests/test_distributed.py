@@ -22,6 +22,7 @@ def _port():
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_gloo_ranks_match_one_process(tmp_path):
     two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
                           f"--master_port={_port()}", "tools/train.py", str(DEMO), *ARGS,
