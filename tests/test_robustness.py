@@ -58,8 +58,11 @@ ITERS = 160
 
 
 def _start(out, iters):
+    # a job started in the background of a script inherits SIGINT as ignored (bash does that without job
+    # control), and Python then installs no Ctrl-C handler: give the child the default disposition
     return subprocess.Popen([sys.executable, *_args(out, iters)], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _wait_for_checkpoint(out, p, min_step=40, timeout=240):
