@@ -3,8 +3,6 @@ screenshot when Debian's chromium is installed (skipped otherwise)."""
 import json
 import shutil
 import socket
-import subprocess
-import time
 import urllib.request
 
 import numpy as np
@@ -69,14 +67,11 @@ def test_viewer_screenshot(viewer, tmp_path):
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if not chromium:
         pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    from cdp_shot import screenshot
+
     v, d = viewer
     shot = tmp_path / "viewer.png"
-    time.sleep(1.0)
-    subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--use-angle=swiftshader",
-                    "--enable-unsafe-swiftshader", "--disable-background-networking", "--disable-component-update",
-                    "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
-                    "--window-size=1200,800", "--virtual-time-budget=15000", f"--screenshot={shot}",
-                    f"http://127.0.0.1:{v.port}"], capture_output=True, timeout=120)
+    screenshot(chromium, f"http://127.0.0.1:{v.port}", shot, tmp_path / "profile", port=_free_port())
     assert shot.exists() and shot.stat().st_size > 10_000
     from PIL import Image
 

@@ -1,0 +1,56 @@
+"""Screenshot a page with headless Chromium over the DevTools protocol: open, wait a fixed time (the
+viser client keeps a websocket open, so 'network idle' never comes), capture. Test helper only."""
+import asyncio
+import base64
+import json
+import subprocess
+import time
+import urllib.request
+
+
+def screenshot(chromium: str, url: str, out, profile, width: int = 1200, height: int = 800, wait_s: float = 12.0,
+               port: int = 9333) -> None:
+    proc = subprocess.Popen([chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--use-angle=swiftshader",
+                             "--enable-unsafe-swiftshader", "--disable-background-networking",
+                             "--disable-component-update", "--disable-sync", "--no-first-run",
+                             f"--user-data-dir={profile}", f"--window-size={width},{height}",
+                             f"--remote-debugging-port={port}", "about:blank"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        t0 = time.time()
+        while True:
+            try:
+                tabs = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/json", timeout=2).read())
+                page = next(t for t in tabs if t.get("type") == "page")
+                break
+            except Exception:
+                if time.time() - t0 > 30:
+                    raise RuntimeError("chromium's DevTools endpoint did not come up")
+                time.sleep(0.3)
+        asyncio.run(_capture(page["webSocketDebuggerUrl"], url, out, width, height, wait_s))
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+async def _capture(ws_url, url, out, width, height, wait_s):
+    import websockets
+
+    async with websockets.connect(ws_url, max_size=64 * 2**20) as ws:
+        n = 0
+
+        async def call(method, **params):
+            nonlocal n
+            n += 1
+            await ws.send(json.dumps({"id": n, "method": method, "params": params}))
+            while True:
+                msg = json.loads(await asyncio.wait_for(ws.recv(), 60))
+                if msg.get("id") == n:
+                    return msg.get("result", {})
+
+        await call("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1, mobile=False)
+        await call("Page.navigate", url=url)
+        await asyncio.sleep(wait_s)
+        res = await call("Page.captureScreenshot", format="png")
+        with open(out, "wb") as f:
+            f.write(base64.b64decode(res["data"]))
