@@ -53,6 +53,11 @@ def scale_gaussian_grads(params: Dict[str, Tensor], w: Tensor, keys) -> Dict[str
     return out
 
 
+def _on_grid(V: Tensor, z: Tensor) -> Tensor:
+    """Visibility image V [B,H,W,1] area-resampled to the latent grid of z [B,4,h,w] -> [B,1,h,w]."""
+    return F.interpolate(V.permute(0, 3, 1, 2), size=z.shape[-2:], mode="area")
+
+
 class PriorStages:
     """Drives stages 2 and 3 on a reconstruction Trainer with an SDSGuidance."""
 
@@ -138,8 +143,7 @@ class PriorStages:
         z = F.interpolate(x, size=(c.geometry_latent, c.geometry_latent), mode="bilinear", align_corners=False)
         w = None
         if c.pixel_weighting:
-            V = F.interpolate(out.extra.permute(0, 3, 1, 2), size=z.shape[-2:], mode="area")
-            w = geometry_weight(V.clamp(0, 1))
+            w = geometry_weight(_on_grid(out.extra, z).clamp(0, 1))
         t_range = timestep_range(c.geo_t_start, c.geo_t_end, progress)
         loss = c.sds_geometry_lambda * self.g.sds_loss(z, self.prompts[oid], t_range, w, generator=self.gen)
         return {"sds_geo": loss}
@@ -154,44 +158,42 @@ class PriorStages:
         z = self.g.encode_images(out.rgb.clamp(0, 1))
         w = None
         if c.pixel_weighting:
-            V = F.interpolate(out.extra.permute(0, 3, 1, 2), size=z.shape[-2:], mode="area")
-            w = appearance_weight(V, c.appearance_vis_thresh)
+            w = appearance_weight(_on_grid(out.extra, z), c.appearance_vis_thresh)
         loss = c.sds_appearance_lambda * self.g.sds_loss(z, self.prompts[oid], c.app_t, w, generator=self.gen)
         return {"sds_app": loss}
 
     # ------------------------------------------------------------------ stages
-    def run_geometry(self, progress: bool = True, ckpt_path=None) -> float:
-        """Stage 2 up to global step iterations + geometry_iters. Returns seconds spent."""
+    def _run_stage(self, keys, start: int, iters: int, label: str, sds, progress: bool, ckpt_path,
+                   rgb_weight: float = 1.0) -> float:
+        """Train `keys` from global step `start` for `iters` steps with the SDS term sds(progress in [0,1])
+        added to the reconstruction losses; visibility is recomputed first. Returns seconds spent."""
         import time
 
-        tr, c = self.tr, self.cfg
-        start = tr.cfg.train.iterations
+        tr = self.tr
+        t0 = time.time()
+        tr.set_trainable(keys)
+        self.refresh_visibility()
+        tr.fit(start + iters, progress=progress, ckpt_path=ckpt_path, stage=label,
+               step_fn=lambda gen: tr.train_step(gen, extra_losses=lambda: sds((tr.step - start) / max(1, iters)),
+                                                 densify=False, rgb_weight=rgb_weight))
+        return time.time() - t0
+
+    def run_geometry(self, progress: bool = True, ckpt_path=None) -> float:
+        """Stage 2 up to global step iterations + geometry_iters. Returns seconds spent."""
+        c = self.cfg
         if c.geometry_iters <= 0 or not self.geo_ids:
             return 0.0
-        t0 = time.time()
-        tr.set_trainable(GEOMETRY_KEYS)
-        self.refresh_visibility()
-        prog = lambda: (tr.step - start) / max(1, c.geometry_iters)  # noqa: E731
-        tr.fit(start + c.geometry_iters, progress=progress, ckpt_path=ckpt_path, stage="geometry prior",
-               step_fn=lambda gen: tr.train_step(gen, extra_losses=lambda: self.geometry_sds(prog()), densify=False))
-        return time.time() - t0
+        return self._run_stage(GEOMETRY_KEYS, self.tr.cfg.train.iterations, c.geometry_iters, "geometry prior",
+                               self.geometry_sds, progress, ckpt_path)
 
     def run_appearance(self, progress: bool = True, ckpt_path=None) -> float:
         """Stage 3 up to global step iterations + geometry_iters + appearance_iters."""
-        import time
-
-        tr, c = self.tr, self.cfg
-        start = tr.cfg.train.iterations + c.geometry_iters
+        c = self.cfg
         if c.appearance_iters <= 0 or not self.objects:
             return 0.0
-        t0 = time.time()
-        tr.set_trainable(APPEARANCE_KEYS)
-        self.refresh_visibility()
-        prog = lambda: (tr.step - start) / max(1, c.appearance_iters)  # noqa: E731
-        tr.fit(start + c.appearance_iters, progress=progress, ckpt_path=ckpt_path, stage="appearance prior",
-               step_fn=lambda gen: tr.train_step(gen, extra_losses=lambda: self.appearance_sds(prog()),
-                                                 densify=False, rgb_weight=c.appearance_rgb_lambda))
-        return time.time() - t0
+        return self._run_stage(APPEARANCE_KEYS, self.tr.cfg.train.iterations + c.geometry_iters, c.appearance_iters,
+                               "appearance prior", self.appearance_sds, progress, ckpt_path,
+                               rgb_weight=c.appearance_rgb_lambda)
 
     def run(self, progress: bool = True, ckpt_path=None) -> Dict[str, float]:
         """Stages 2 and 3 after reconstruction (global steps continue; a resumed run skips what is done)."""
