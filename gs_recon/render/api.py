@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .projection import project, quat_to_rotmat
+from .projection import Projection, project, quat_to_rotmat
 from .rasterize_cpu import TILE, isect_tiles, rasterize
 from .sh import eval_sh
 
@@ -152,33 +152,88 @@ def _split(feat_img: Tensor, alpha: Tensor, median: Tensor, background, n_labels
     return RenderOutput(rgb, alpha, depth, median, normals, obj, extra, meta)
 
 
+def _to_cpu(params, viewmats, Ks, extra):
+    """The CPU backend on GPU tensors (gsplat unusable): compute on the CPU, results move back."""
+    params = {k: v.cpu() for k, v in params.items()}
+    return params, viewmats.cpu(), Ks.cpu(), (extra.cpu() if extra is not None else None)
+
+
+def _outputs_to(out: RenderOutput, dev: torch.device) -> RenderOutput:
+    for k in ("rgb", "alpha", "depth", "median_depth", "normals", "object_alpha", "extra"):
+        v = getattr(out, k)
+        if v is not None:
+            setattr(out, k, v.to(dev))
+    return out
+
+
+def project_gaussians(params, viewmats: Tensor, Ks: Tensor, width: int, height: int, use_gsplat: bool,
+                      eps2d: float = 0.3, near_plane: float = 0.01) -> Projection:
+    """Project all Gaussians into every camera with the chosen backend's op (ours or gsplat's
+    ``fully_fused_projection``). Fields as in ``Projection``: means2d [C,N,2], conics [C,N,3], depths [C,N],
+    radii [C,N,2] int32, means_cam [C,N,3], rot_cam [C,N,3,3]."""
+    means, quats, scales = params["means"], params["quats"], torch.exp(params["scales"])
+    if not use_gsplat:
+        return project(means, quats, scales, viewmats, Ks, width, height, eps2d=eps2d, near_plane=near_plane)
+    from gsplat.cuda._wrapper import fully_fused_projection
+
+    radii, means2d, depths, conics, _ = fully_fused_projection(
+        means, None, quats, scales, viewmats, Ks, width, height, eps2d=eps2d, near_plane=near_plane, packed=False)
+    R, t = viewmats[:, None, :3, :3], viewmats[:, None, :3, 3]
+    means_c = (R @ means[None, :, :, None])[..., 0] + t
+    return Projection(means2d, conics, depths, radii.int(), means_c, R @ quat_to_rotmat(quats)[None])
+
+
+def _median_cpu(means2d: Tensor, radii: Tensor, depths: Tensor, conics: Tensor, opacities: Tensor,
+                width: int, height: int) -> Tensor:
+    """Median depth [C,H,W,1] by our CPU traversal (gsplat has no such mode); no gradient."""
+    with torch.no_grad():
+        m2d, dep = means2d.detach().float().cpu(), depths.detach().float().cpu()
+        tiles = isect_tiles(m2d, radii.cpu().int(), dep, width, height)
+        _, _, median = rasterize(m2d, conics.detach().float().cpu(), opacities.detach().float().cpu().contiguous(),
+                                 dep[..., None], dep, tiles, width, height)
+    return median.to(means2d.device)
+
+
+def rasterize_projected(means2d: Tensor, conics: Tensor, opacities: Tensor, features: Tensor, depths: Tensor,
+                        radii: Tensor, width: int, height: int, use_gsplat: bool):
+    """Composite per-camera features front to back with the chosen backend's op.
+
+    means2d [C,N,2], conics [C,N,3], opacities [C,N], features [C,N,D], depths [C,N], radii [C,N,2].
+    Returns (render [C,H,W,D], alpha [C,H,W,1], median depth [C,H,W,1], backend meta dict)."""
+    if not use_gsplat:
+        tiles = isect_tiles(means2d, radii, depths, width, height)
+        img, alpha, median = rasterize(means2d, conics, opacities, features, depths, tiles, width, height)
+        return img, alpha, median, {"tiles": tiles}
+    from gsplat.cuda._wrapper import isect_offset_encode, rasterize_to_pixels
+    from gsplat.cuda._wrapper import isect_tiles as g_isect
+
+    C = means2d.shape[0]
+    tw, th = -(-width // TILE), -(-height // TILE)
+    _, isect_ids, flatten_ids = g_isect(means2d, radii, depths, TILE, tw, th, n_images=C)
+    offsets = isect_offset_encode(isect_ids, C, tw, th)
+    chunks = [rasterize_to_pixels(means2d, conics, features[..., c:c + 32].contiguous(), opacities, width, height,
+                                  TILE, offsets, flatten_ids) for c in range(0, features.shape[-1], 32)]
+    img, alpha = torch.cat([c[0] for c in chunks], dim=-1), chunks[0][1]
+    median = _median_cpu(means2d, radii, depths, conics, opacities, width, height)
+    return img, alpha, median, {"isect_offsets": offsets, "flatten_ids": flatten_ids}
+
+
 def _render_cpu(params, viewmats, Ks, width, height, sh_degree, background, n_labels, extra, eps2d, near_plane):
     dev = params["means"].device
-    if dev.type != "cpu":  # CPU backend on GPU tensors (gsplat unusable): compute here, move back
-        params = {k: v.cpu() for k, v in params.items()}
-        viewmats, Ks = viewmats.cpu(), Ks.cpu()
-        extra = extra.cpu() if extra is not None else None
-    means, quats = params["means"], params["quats"]
-    scales = torch.exp(params["scales"])
+    if dev.type != "cpu":
+        params, viewmats, Ks, extra = _to_cpu(params, viewmats, Ks, extra)
     opac = torch.sigmoid(params["opacities"])
     C = viewmats.shape[0]
-    p = project(means, quats, scales, viewmats, Ks, width, height, eps2d=eps2d, near_plane=near_plane)
-    tiles = isect_tiles(p.means2d, p.radii, p.depths, width, height)
+    p = project_gaussians(params, viewmats, Ks, width, height, False, eps2d, near_plane)
     feats = _features(params, p.means_cam, p.rot_cam, viewmats, sh_degree, n_labels, extra)
-    img, alpha, median = rasterize(
-        p.means2d, p.conics, opac[None].expand(C, -1), feats, p.depths, tiles, width, height
-    )
+    img, alpha, median, extra_meta = rasterize_projected(p.means2d, p.conics, opac[None].expand(C, -1), feats,
+                                                         p.depths, p.radii, width, height, False)
     meta = dict(
         means2d=p.means2d, radii=p.radii, width=width, height=height, n_cameras=C, gaussian_ids=None,
-        depths=p.depths, conics=p.conics, opacities=opac, tiles=tiles, tile_size=TILE, backend="cpu",
+        depths=p.depths, conics=p.conics, opacities=opac, tile_size=TILE, backend="cpu", **extra_meta,
     )
     out = _split(img, alpha, median, background, n_labels, meta)
-    if dev.type != "cpu":
-        for k in ("rgb", "alpha", "depth", "median_depth", "normals", "object_alpha", "extra"):
-            v = getattr(out, k)
-            if v is not None:
-                setattr(out, k, v.to(dev))
-    return out
+    return _outputs_to(out, dev) if dev.type != "cpu" else out
 
 
 def _render_gsplat(params, viewmats, Ks, width, height, sh_degree, background, n_labels, extra, eps2d, near_plane):
@@ -195,13 +250,8 @@ def _render_gsplat(params, viewmats, Ks, width, height, sh_degree, background, n
         render_mode="RGB", rasterize_mode="classic",
     )
     # gsplat has no median-depth mode: run our CPU traversal on gsplat's own projection (no gradient).
-    with torch.no_grad():
-        m2d, radii, dep, con = (info["means2d"].detach().cpu(), info["radii"].cpu().int(),
-                                info["depths"].detach().cpu(), info["conics"].detach().cpu())
-        tiles = isect_tiles(m2d, radii, dep, width, height)
-        op = torch.sigmoid(params["opacities"]).detach().cpu()[None].expand(m2d.shape[0], -1).contiguous()
-        _, _, median = rasterize(m2d, con, op, dep[..., None], dep, tiles, width, height)
-        median = median.to(img.device)
+    op = torch.sigmoid(params["opacities"])[None].expand(info["means2d"].shape[0], -1)
+    median = _median_cpu(info["means2d"], info["radii"], info["depths"], info["conics"], op, width, height)
     info = dict(info)
     info.update(n_cameras=viewmats.shape[0], backend="gsplat", tile_size=TILE)
     return _split(img, alpha, median, background, n_labels, info)
