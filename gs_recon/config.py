@@ -60,6 +60,9 @@ class TrainConfig:
     checkpoint_every: int = 1000
     seed: int = 0
     backend: str = "auto"  # auto | cpu | gsplat
+    # torchrun only: shard stage 1's Gaussians over the ranks (gsplat's distributed-rasterization scheme,
+    # arXiv:2406.18533); off: rank 0 reconstructs alone and the ranks share only the prior stages
+    distributed: bool = False
     device: str = "auto"  # auto | cpu | cuda
     eval_every: int = 0  # 0 = only at the end
 

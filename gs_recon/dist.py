@@ -1,7 +1,11 @@
 """Multi-process runs (torchrun): NCCL on GPU, gloo on CPU.
 
-How a run is split: rank 0 reconstructs the scene (stage 1) and writes its checkpoint; every rank loads
-it, so all ranks hold identical Gaussians. In the prior stages each rank takes its own object each step
+How a run is split. Stage 1 (reconstruction): by default rank 0 reconstructs alone and writes its
+checkpoint, and every rank loads it. With ``--distributed`` (train.distributed) every rank owns a
+contiguous block of the Gaussians and trains on its own views; rendering goes through
+gs_recon.render.sharded (gsplat's distributed-rasterization scheme), each rank's optimizer and
+densification act on its block only, checkpoints are merged on rank 0, and at the end of stage 1 the
+blocks are gathered so all ranks hold identical Gaussians. In the prior stages each rank takes its own object each step
 (objects are sharded round-robin across ranks: rank r takes geo_ids[(k * world + r) % n] at its k-th
 step) and its own training view; gradients are averaged across ranks before the (identical) optimizer
 steps, so the Gaussians stay identical everywhere and every step covers `world` objects. Rank 0 alone
@@ -83,3 +87,35 @@ def broadcast_object(obj, src: int = 0):
     box = [obj]
     dist.broadcast_object_list(box, src=src)
     return box[0]
+
+
+def _comm_device():
+    import torch.distributed as dist
+
+    return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+
+
+def any_rank(flag: bool, collective: bool = True) -> bool:
+    """True if `flag` holds on any rank (a collective: every rank must call it); local when not."""
+    import torch.distributed as dist
+
+    if not (collective and active()):
+        return bool(flag)
+    t = torch.tensor([1.0 if flag else 0.0], device=_comm_device())
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item() > 0)
+
+
+def gather_object(obj, all_ranks: bool = False):
+    """Rank-ordered list of every rank's `obj` on rank 0 (None elsewhere), or on all ranks."""
+    import torch.distributed as dist
+
+    if not active():
+        return [obj]
+    if all_ranks:
+        out = [None] * world()
+        dist.all_gather_object(out, obj)
+        return out
+    out = [None] * world() if is_main() else None
+    dist.gather_object(obj, out, dst=0)
+    return out

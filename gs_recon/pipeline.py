@@ -49,17 +49,29 @@ def run(scene_dir: str | Path, cfg: Config, resume: bool = False, progress: bool
     ckpt = out / "checkpoints" / "last.pt"
     timings = {}
     t0 = time.time()
+    if cfg.train.distributed and not dist.active():
+        log.warning("--distributed: a single process; run under torchrun --nproc_per_node=N to shard stage 1")
     trainer = Trainer(scene, cfg, out)
-    if main:  # stage 1 on rank 0 only (see gs_recon/dist.py); the others load its checkpoint
+    sharded = trainer.sharded
+    # stage 1 on rank 0 only, or on every rank's block of the Gaussians with --distributed (gs_recon/dist.py)
+    if main or sharded:
         if resume:
-            for stale in out.rglob(".*.tmp"):  # left by a hard kill in the middle of an atomic write
-                stale.unlink()
+            if main:
+                for stale in out.rglob(".*.tmp"):  # left by a hard kill in the middle of an atomic write
+                    stale.unlink()
+            if sharded:
+                dist.barrier()
             trainer.load(ckpt)
             log.info("resumed from %s at step %d", ckpt, trainer.step)
-        trainer.fit(cfg.train.iterations, progress=progress, ckpt_path=ckpt)
+        trainer.fit(cfg.train.iterations, progress=progress and main, ckpt_path=ckpt)
+        if sharded:
+            n_block = trainer.params["means"].shape[0]
+            trainer.unshard()  # from here on every rank holds the whole scene
+            log.warning("rank %d of %d: stage 1 trained a block of %d Gaussians; %d in all", dist.rank(),
+                        dist.world(), n_block, trainer.params["means"].shape[0])
         trainer.save(ckpt)
     dist.barrier()
-    if not main:
+    if not main and not sharded:
         trainer.load(ckpt)
     timings["reconstruction_s"] = time.time() - t0
     if guidance is not None:

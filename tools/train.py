@@ -6,6 +6,7 @@
 Examples:
     python tools/train.py examples/demo_scene --config configs/tiny_cpu.yaml
     python tools/train.py data/room --train.iterations 30000 --data.downscale 2
+    torchrun --nproc_per_node=4 tools/train.py data/room --distributed   # stage 1 sharded over 4 GPUs
 """
 from __future__ import annotations
 
@@ -26,7 +27,11 @@ def main(argv=None) -> int:
     ap.add_argument("--config", default=None, help="YAML preset (configs/default.yaml, configs/tiny_cpu.yaml)")
     ap.add_argument("--resume", action="store_true", help="continue from OUT_DIR/checkpoints/last.pt")
     ap.add_argument("--no-progress", action="store_true")
+    ap.add_argument("--distributed", action="store_true",
+                    help="under torchrun: shard stage 1's Gaussians over the ranks (= --train.distributed true)")
     args, rest = ap.parse_known_args(argv)
+    if args.distributed:
+        rest = [*rest, "--train.distributed", "true"]
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     try:
         cfg = load_config(args.config, rest)

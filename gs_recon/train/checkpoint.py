@@ -23,3 +23,63 @@ def load_checkpoint(path: str | Path) -> Dict[str, Any]:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         raise SceneError(f"{path}: unreadable checkpoint ({type(e).__name__}: {str(e)[:120]}); delete it to start over") from None
+
+
+# ---------------------------------------------------------------- sharded state (torchrun --distributed)
+# A Trainer state holds per-Gaussian tensors (params, Adam moments, densification statistics: first
+# dimension N) and everything else (steps, lrs, scalars). A shard keeps rows [lo, hi) of every
+# per-Gaussian tensor; merging concatenates the shards in rank order, so merge(shards) == state.
+
+
+def shard_bounds(n: int, rank: int, world: int) -> tuple:
+    """Rows [lo, hi) of n that rank `rank` of `world` owns (contiguous, sizes differ by at most one)."""
+    return n * rank // world, n * (rank + 1) // world
+
+
+def _is_rows(x, n: int) -> bool:
+    return isinstance(x, torch.Tensor) and x.dim() >= 1 and x.shape[0] == n
+
+
+def shard_state(state: Dict[str, Any], rank: int, world: int) -> Dict[str, Any]:
+    """This rank's part of a full Trainer state."""
+    n = state["params"]["means"].shape[0]
+    lo, hi = shard_bounds(n, rank, world)
+
+    def cut(x):
+        if _is_rows(x, n):
+            return x[lo:hi].clone()
+        if isinstance(x, dict):
+            return {k: cut(v) for k, v in x.items()}
+        if isinstance(x, (list, tuple)):
+            return type(x)(cut(v) for v in x)
+        return x
+
+    return cut(state)
+
+
+def merge_states(states) -> Dict[str, Any]:
+    """Concatenate rank-ordered shard states into one full state (non-per-Gaussian values from rank 0)."""
+    ns = [s["params"]["means"].shape[0] for s in states]
+
+    def join(xs):
+        x0 = xs[0]
+        if isinstance(x0, torch.Tensor) and all(_is_rows(x, n) for x, n in zip(xs, ns)):
+            return torch.cat([x.cpu() for x in xs], dim=0)
+        if isinstance(x0, dict):
+            return {k: join([x[k] for x in xs]) for k in x0}
+        if isinstance(x0, (list, tuple)):
+            return type(x0)(join([x[i] for x in xs]) for i in range(len(x0)))
+        return x0
+
+    return join(list(states))
+
+
+def to_cpu(x):
+    """The same nested structure with every tensor on the CPU (for pickling across ranks)."""
+    if isinstance(x, torch.Tensor):
+        return x.detach().cpu()
+    if isinstance(x, dict):
+        return {k: to_cpu(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return type(x)(to_cpu(v) for v in x)
+    return x

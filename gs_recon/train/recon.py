@@ -21,7 +21,14 @@ from ..gaussians.init import initial_points
 from ..gaussians.model import PARAM_KEYS, create_params
 from ..losses import depth_prior_loss, mask_loss, normal_prior_loss, rgb_loss, scale_reg
 from ..render.api import RenderOutput, render
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import (
+    load_checkpoint,
+    merge_states,
+    save_checkpoint,
+    shard_bounds,
+    shard_state,
+    to_cpu,
+)
 
 log = logging.getLogger("gs_recon")
 
@@ -41,8 +48,15 @@ class Trainer:
         self.device = pick_device(cfg.train.device)
         self.step = 0
         self.scene_scale = 1.1 * float(scene.camera_centres().norm(dim=1).max().clamp(min=1e-3))
+        from .. import dist
+
+        # --distributed under torchrun: this rank owns a block of the Gaussians during stage 1
+        self.sharded = bool(cfg.train.distributed) and dist.active()
         torch.manual_seed(cfg.train.seed)
-        pts, cols, labs = initial_points(scene, cfg.model, seed=cfg.train.seed)
+        pts, cols, labs = initial_points(scene, cfg.model, seed=cfg.train.seed)  # the same on every rank
+        if self.sharded:
+            lo, hi = shard_bounds(len(pts), dist.rank(), dist.world())
+            pts, cols, labs = pts[lo:hi], cols[lo:hi], labs[lo:hi]
         self.params = create_params(pts, cols, labs, cfg.model.sh_degree, cfg.model.init_opacity,
                                     cfg.model.init_scale, self.device)
         self.set_trainable(PARAM_KEYS)
@@ -91,8 +105,15 @@ class Trainer:
     def render_views(self, idx: List[int], mask: Optional[Tensor] = None, sh_degree: Optional[int] = None,
                      extra: Optional[Tensor] = None) -> RenderOutput:
         s = self.scene
-        return render(self.params, s.viewmats[idx].to(self.device), s.Ks[idx].to(self.device), s.width, s.height,
-                      sh_degree=self.sh_degree_now() if sh_degree is None else sh_degree, background=self.bg,
+        sh = self.sh_degree_now() if sh_degree is None else sh_degree
+        vm, K = s.viewmats[idx].to(self.device), s.Ks[idx].to(self.device)
+        if self.sharded:  # every rank renders its own views with all ranks' Gaussians
+            from ..render.sharded import render_sharded
+
+            assert mask is None and extra is None, "sharded rendering: whole scene, no extra channels"
+            return render_sharded(self.params, vm, K, s.width, s.height, sh_degree=sh, background=self.bg,
+                                  n_labels=s.n_labels, backend=self.cfg.train.backend)
+        return render(self.params, vm, K, s.width, s.height, sh_degree=sh, background=self.bg,
                       n_labels=s.n_labels, mask=mask, extra=extra, backend=self.cfg.train.backend)
 
     # ------------------------------------------------------------------ losses
@@ -116,8 +137,15 @@ class Trainer:
                    densify: bool = True, rgb_weight: float = 1.0) -> Dict[str, float]:
         """One step: reconstruction losses on a random training view, plus `extra_losses()` (the prior
         stages' SDS terms), backward, optimizer steps for the trainable keys, and (when `densify`)
-        gsplat's densification. A non-finite loss skips the step."""
+        gsplat's densification. A non-finite loss skips the step.
+
+        When ranks communicate in the step (sharded stage 1, data-parallel prior stages) the skip/restore
+        decisions are collective: one rank's bad step is every rank's, so none waits in a collective
+        the others skipped."""
+        from .. import dist
+
         t, s = self.cfg.train, self.scene
+        together = self.sharded or (not densify and dist.active())
         tr = s.train_idx
         idx = [tr[int(i)] for i in torch.randint(0, len(tr), (min(t.batch_size, len(tr)),), generator=gen)]
         out = self.render_views(idx)
@@ -128,22 +156,20 @@ class Trainer:
         if extra_losses is not None:
             losses.update(extra_losses())
         loss = sum(losses.values())
-        if not torch.isfinite(loss):
-            return self._skip("non-finite loss")
+        if dist.any_rank(not torch.isfinite(loss), together):
+            return self._skip("non-finite loss" + ("" if torch.isfinite(loss) else " here"))
         loss.backward()
         if not densify:  # prior stages: data-parallel across ranks (a no-op in a single process)
-            from .. import dist
-
             dist.average_grads([self.params[k] for k in sorted(self.trainable)])
         bad = [k for k in self.trainable if self.params[k].grad is not None and not torch.isfinite(self.params[k].grad).all()]
-        if bad:
-            return self._skip(f"non-finite gradient in {', '.join(bad)}")
+        if dist.any_rank(bool(bad), together):
+            return self._skip(f"non-finite gradient in {', '.join(bad) or 'another rank'}")
         for k, o in self.optimizers.items():
             if k in self.trainable:
                 o.step()
             o.zero_grad(set_to_none=True)
         bad = [k for k in self.trainable if not torch.isfinite(self.params[k]).all()]
-        if bad:
+        if bad:  # local: a shard or an identical data-parallel copy goes back on its own
             self._restore_good(f"non-finite parameters in {', '.join(bad)} after the update")
             self.step += 1
             return {"loss": float("nan")}
@@ -191,8 +217,10 @@ class Trainer:
     def _enforce_cap(self):
         from gsplat.strategy.ops import remove
 
+        from .. import dist
+
         n = self.params["means"].shape[0]
-        cap = self.cfg.train.cap_max
+        cap = self.cfg.train.cap_max // (dist.world() if self.sharded else 1)  # per shard
         if n <= cap:
             return
         op = self.params["opacities"]
@@ -231,7 +259,10 @@ class Trainer:
                     if ckpt_path and every > 0 and self.step % every == 0:
                         self.save(ckpt_path)
             except KeyboardInterrupt:
-                if ckpt_path:
+                if self.sharded:  # a checkpoint would need every rank, and they are going down too
+                    log.warning("interrupted at step %d; rerun with --resume to continue from the last "
+                                "periodic checkpoint (train.checkpoint_every)", self.step)
+                elif ckpt_path:
                     self.save(ckpt_path)
                     log.warning("interrupted at step %d; checkpoint saved to %s (rerun with --resume)", self.step, ckpt_path)
                 raise
@@ -247,13 +278,38 @@ class Trainer:
         }
 
     def save(self, path: Path) -> None:
+        """Rank 0 writes. Sharded: a collective that merges every rank's block into one full state (the
+        same file a single process writes, so a run may resume with any number of ranks)."""
         from .. import dist
 
-        if dist.is_main():  # one writer; every rank holds the same state
+        if self.sharded:
+            states = dist.gather_object(to_cpu(self.state_dict()))
+            if dist.is_main():
+                save_checkpoint(path, merge_states(states))
+        elif dist.is_main():  # one writer; every rank holds the same state
             save_checkpoint(path, self.state_dict())
 
     def load(self, path: Path) -> None:
-        self._load_state(load_checkpoint(path))
+        """Load a full checkpoint (sharded: this rank's block of it)."""
+        from .. import dist
+
+        ck = load_checkpoint(path)
+        if self.sharded:
+            ck = shard_state(ck, dist.rank(), dist.world())
+        self._load_state(ck)
+
+    def unshard(self) -> None:
+        """End of sharded stage 1: every rank gathers all blocks and holds the whole scene from here on."""
+        from .. import dist
+
+        if not self.sharded:
+            return
+        full = merge_states(dist.gather_object(to_cpu(self.state_dict()), all_ranks=True))
+        self.sharded = False
+        trainable = self.trainable
+        self._load_state(full)
+        self.set_trainable(trainable)
+        self._good = copy.deepcopy(self.state_dict())
 
     def _load_state(self, ck: Dict) -> None:
         for k, v in ck["params"].items():
