@@ -210,7 +210,7 @@ def rasterize_projected(means2d: Tensor, conics: Tensor, opacities: Tensor, feat
     C = means2d.shape[0]
     tw, th = -(-width // TILE), -(-height // TILE)
     _, isect_ids, flatten_ids = g_isect(means2d, radii, depths, TILE, tw, th, n_images=C)
-    offsets = isect_offset_encode(isect_ids, C, tw, th)
+    offsets = isect_offset_encode(isect_ids, C, tw, th).reshape(C, th, tw)
     chunks = [rasterize_to_pixels(means2d, conics, features[..., c:c + 32].contiguous(), opacities, width, height,
                                   TILE, offsets, flatten_ids) for c in range(0, features.shape[-1], 32)]
     img, alpha = torch.cat([c[0] for c in chunks], dim=-1), chunks[0][1]
