@@ -34,7 +34,27 @@ def test_tsdf_of_true_depth_reproduces_mesh(name):
     rec = fuse_depth_maps(deps, Ks, vms, lo, hi, voxel=diag / 160)
     assert rec is not None and len(rec.faces) > 1000
     ch = _chamfer(rec, gt)
-    assert ch < 0.01 * diag, (name, ch / diag)
+    # the issue asks < 1%. Measured: bunny 0.48%, spot 0.29%, banana 0.23% (Open3D's TSDF on the same
+    # maps: 0.46/0.23/0.19%); with the marching-cubes mask one voxel off they were 0.64/0.54/0.43%
+    assert ch < 0.005 * diag, (name, ch / diag)
+
+
+def test_marching_cubes_skips_cubes_with_unobserved_corners():
+    """A plane z = 2.5 observed everywhere except voxel (3,3,3): exactly the 4 cubes having that voxel as
+    a corner lose their faces (scikit-image reads a cube's mask entry at its far corner)."""
+    from gs_recon.mesh.tsdf import TSDFVolume
+
+    vol = TSDFVolume([0, 0, 0], [8, 8, 8], 1.0)
+    z = (torch.arange(8).float() + 0.5 - 3.0)  # voxel centres at k + 0.5 -> zero crossing at z = 3.0
+    vol.tsdf_sum = z[None, None, :].expand(8, 8, 8).reshape(-1).clone()
+    vol.weight = torch.ones(8 ** 3)
+    vol.weight.view(8, 8, 8)[3, 3, 3] = 0
+    m = vol.extract()
+    assert len(m.faces) == 2 * (7 * 7 - 4)
+    c = m.triangles_center - 0.5  # back to voxel-index coordinates
+    in_hole = (c[:, 0] > 2) & (c[:, 0] < 4) & (c[:, 1] > 2) & (c[:, 1] < 4)
+    assert not in_hole.any()
+    assert np.allclose(m.vertices[:, 2], 3.0, atol=1e-5)
 
 
 def test_tsdf_torch_path_matches_cpp():

@@ -138,14 +138,16 @@ class TSDFVolume:
 
 
 def _all_corners(m: np.ndarray) -> np.ndarray:
-    """[X,Y,Z] bool -> [X,Y,Z] bool: True where the cube starting at that voxel has all 8 corners True."""
+    """[X,Y,Z] bool -> the mask scikit-image's marching cubes wants: True at voxel (i+1, j+1, k+1) when the
+    cube spanning voxels i..i+1, j..j+1, k..k+1 has all 8 corners True (skimage reads a cube's mask entry
+    at its far corner; tests/test_mesh.py pins this down)."""
     out = np.zeros_like(m)
     c = m[:-1, :-1, :-1].copy()
     for dx in (0, 1):
         for dy in (0, 1):
             for dz in (0, 1):
                 c &= m[dx:dx + m.shape[0] - 1, dy:dy + m.shape[1] - 1, dz:dz + m.shape[2] - 1]
-    out[:-1, :-1, :-1] = c
+    out[1:, 1:, 1:] = c
     return out
 
 
