@@ -157,7 +157,7 @@ class Trainer:
             losses.update(extra_losses())
         loss = sum(losses.values())
         if dist.any_rank(not torch.isfinite(loss), together):
-            return self._skip("non-finite loss" + ("" if torch.isfinite(loss) else " here"))
+            return self._skip("non-finite loss" + (" on another rank" if torch.isfinite(loss) else ""))
         loss.backward()
         if not densify:  # prior stages: data-parallel across ranks (a no-op in a single process)
             dist.average_grads([self.params[k] for k in sorted(self.trainable)])
