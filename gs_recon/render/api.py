@@ -131,12 +131,21 @@ def render(
         params = {k: v[mask] for k, v in params.items()}
         if extra is not None:
             extra = extra[..., mask, :] if extra.dim() == 3 else extra[mask]
-    use_gsplat = backend == "gsplat" or (backend == "auto" and params["means"].is_cuda)
-    if use_gsplat and not gsplat_available():
-        use_gsplat = False
-    if use_gsplat:
+    if use_gsplat_for(backend, params["means"].device):
         return _render_gsplat(params, viewmats, Ks, width, height, sh_degree, background, n_labels, extra, eps2d, near_plane)
     return _render_cpu(params, viewmats, Ks, width, height, sh_degree, background, n_labels, extra, eps2d, near_plane)
+
+
+def use_gsplat_for(backend: str, device: torch.device) -> bool:
+    """backend "gsplat", or "auto" on CUDA tensors, and gsplat's CUDA backend usable (else our CPU one)."""
+    return (backend == "gsplat" or (backend == "auto" and device.type == "cuda")) and gsplat_available()
+
+
+def _meta(p: Projection, opacities: Tensor, width: int, height: int, n_cameras: int, backend: str, **more):
+    """The gsplat-compatible meta fields gsplat's strategies and our visibility code read."""
+    return dict(means2d=p.means2d, radii=p.radii, width=width, height=height, n_cameras=n_cameras,
+                gaussian_ids=None, depths=p.depths, conics=p.conics, opacities=opacities, tile_size=TILE,
+                backend=backend, **more)
 
 
 def _split(feat_img: Tensor, alpha: Tensor, median: Tensor, background, n_labels: int, meta) -> RenderOutput:
@@ -228,11 +237,7 @@ def _render_cpu(params, viewmats, Ks, width, height, sh_degree, background, n_la
     feats = _features(params, p.means_cam, p.rot_cam, viewmats, sh_degree, n_labels, extra)
     img, alpha, median, extra_meta = rasterize_projected(p.means2d, p.conics, opac[None].expand(C, -1), feats,
                                                          p.depths, p.radii, width, height, False)
-    meta = dict(
-        means2d=p.means2d, radii=p.radii, width=width, height=height, n_cameras=C, gaussian_ids=None,
-        depths=p.depths, conics=p.conics, opacities=opac, tile_size=TILE, backend="cpu", **extra_meta,
-    )
-    out = _split(img, alpha, median, background, n_labels, meta)
+    out = _split(img, alpha, median, background, n_labels, _meta(p, opac, width, height, C, "cpu", **extra_meta))
     return _outputs_to(out, dev) if dev.type != "cpu" else out
 
 

@@ -27,15 +27,15 @@ import torch.distributed as tdist
 from torch import Tensor
 
 from .api import (
-    TILE,
     RenderOutput,
     _features,
+    _meta,
     _outputs_to,
     _split,
     _to_cpu,
-    gsplat_available,
     project_gaussians,
     rasterize_projected,
+    use_gsplat_for,
 )
 
 
@@ -60,8 +60,8 @@ class _AllToAllV(torch.autograd.Function):
 
 def all_to_all(x: Tensor, send: List[int], recv: List[int]) -> Tensor:
     """Rows x[sum(send[:q]) : sum(send[:q+1])] go to rank q; returns the received rows in source-rank
-    order. Differentiable when x requires grad."""
-    return _AllToAllV.apply(x, send, recv) if x.requires_grad else _exchange(x, send, recv)
+    order. Differentiable."""
+    return _AllToAllV.apply(x, send, recv)
 
 
 def _all_gather_rows(x: Tensor, world: int) -> Tensor:
@@ -92,9 +92,9 @@ def render_sharded(
     are this rank's Gaussians in every rank's cameras (their gradients are the densification statistic,
     as in gsplat), meta["n_cameras"] = C.
     """
-    world, rank = tdist.get_world_size(), tdist.get_rank()
+    world = tdist.get_world_size()
     dev = params["means"].device
-    use_gsplat = (backend == "gsplat" or (backend == "auto" and dev.type == "cuda")) and gsplat_available()
+    use_gsplat = use_gsplat_for(backend, dev)
     if dev.type != "cpu" and not use_gsplat:
         params, viewmats, Ks, _ = _to_cpu(params, viewmats, Ks, None)
     cdev = params["means"].device
@@ -122,10 +122,8 @@ def render_sharded(
     radii = torch.cat([b.reshape(C, n, 2) for b, n in zip(radii.split(recv), n_world)], dim=1)
     m2d, con, dep, op, f = got.split([2, 3, 1, 1, D], dim=-1)
     img, alpha, median, _ = rasterize_projected(m2d.contiguous(), con.contiguous(), op[..., 0].contiguous(),
-                                                         f.contiguous(), dep[..., 0].contiguous(), radii, width,
-                                                         height, use_gsplat)
-    meta = dict(means2d=p.means2d, radii=p.radii, width=width, height=height, n_cameras=C, gaussian_ids=None,
-                depths=p.depths, conics=p.conics, opacities=opac, tile_size=TILE, sharded=True,
-                n_world=n_world, rank=rank, backend="gsplat" if use_gsplat else "cpu")
+                                                f.contiguous(), dep[..., 0].contiguous(), radii, width, height,
+                                                use_gsplat)
+    meta = _meta(p, opac, width, height, C, "gsplat" if use_gsplat else "cpu")
     out = _split(img, alpha, median, background, n_labels, meta)
     return _outputs_to(out, dev) if out.rgb.device != dev else out

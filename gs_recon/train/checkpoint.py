@@ -40,21 +40,22 @@ def _is_rows(x, n: int) -> bool:
     return isinstance(x, torch.Tensor) and x.dim() >= 1 and x.shape[0] == n
 
 
+def _tree_map(fn, x):
+    """fn applied to every tensor of a nested dict/list/tuple structure; other leaves kept."""
+    if isinstance(x, torch.Tensor):
+        return fn(x)
+    if isinstance(x, dict):
+        return {k: _tree_map(fn, v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return type(x)(_tree_map(fn, v) for v in x)
+    return x
+
+
 def shard_state(state: Dict[str, Any], rank: int, world: int) -> Dict[str, Any]:
     """This rank's part of a full Trainer state."""
     n = state["params"]["means"].shape[0]
     lo, hi = shard_bounds(n, rank, world)
-
-    def cut(x):
-        if _is_rows(x, n):
-            return x[lo:hi].clone()
-        if isinstance(x, dict):
-            return {k: cut(v) for k, v in x.items()}
-        if isinstance(x, (list, tuple)):
-            return type(x)(cut(v) for v in x)
-        return x
-
-    return cut(state)
+    return _tree_map(lambda t: t[lo:hi].clone() if _is_rows(t, n) else t, state)
 
 
 def merge_states(states) -> Dict[str, Any]:
@@ -76,10 +77,4 @@ def merge_states(states) -> Dict[str, Any]:
 
 def to_cpu(x):
     """The same nested structure with every tensor on the CPU (for pickling across ranks)."""
-    if isinstance(x, torch.Tensor):
-        return x.detach().cpu()
-    if isinstance(x, dict):
-        return {k: to_cpu(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return type(x)(to_cpu(v) for v in x)
-    return x
+    return _tree_map(lambda t: t.detach().cpu(), x)
