@@ -76,32 +76,84 @@ def test_transforms_and_colmap_give_same_cameras(tmp_path):
     assert [o.name for o in a.objects] == ["box", "ball", "cylinder"]
 
 
-def test_distorted_camera_is_undistorted(tmp_path):
-    """An OPENCV camera: loading undistorts so a point lands where the pinhole model puts it."""
+def _distort(x, y, k1, k2, p1, p2):
+    """OpenCV radial-tangential model on normalised coordinates (what the lens does)."""
+    r2 = x * x + y * y
+    rad = 1 + k1 * r2 + k2 * r2 * r2
+    return x * rad + 2 * p1 * x * y + p2 * (r2 + 2 * x * x), y * rad + p1 * (r2 + 2 * y * y) + 2 * p2 * x * y
+
+
+def _undistort_points(xd, yd, k):
+    """Inverse of _distort by fixed-point iteration (as OpenCV's undistortPoints)."""
+    x, y = xd.copy(), yd.copy()
+    for _ in range(60):
+        dx, dy = _distort(x, y, *k)
+        x, y = x - (dx - xd), y - (dy - yd)
+    return x, y
+
+
+# (COLMAP model, its params from (f, cx, cy), the lens as k1, k2, p1, p2)
+LENSES = {
+    "OPENCV": (lambda f, cx, cy: [f, f * 1.02, cx, cy, -0.3, 0.08, 0.004, -0.003], (-0.3, 0.08, 0.004, -0.003)),
+    "SIMPLE_RADIAL": (lambda f, cx, cy: [f, cx, cy, -0.3], (-0.3, 0.0, 0.0, 0.0)),
+    "RADIAL": (lambda f, cx, cy: [f, cx, cy, -0.3, 0.08], (-0.3, 0.08, 0.0, 0.0)),
+}
+
+
+@pytest.mark.parametrize("model", list(LENSES))
+@pytest.mark.parametrize("cam_scale", [1, 2])
+def test_distorted_camera_is_undistorted(tmp_path, model, cam_scale):
+    """Loading a distorted camera undistorts the photo and its instance mask: a disc drawn around a known
+    ray through the real lens lands (centroid) within 0.3 px of where the pinhole K puts that ray.
+
+    k1 = -0.3 (and p1, p2 != 0 for OPENCV) moves the disc by ~7 px, so a no-op undistortion fails.
+    cam_scale 2: cameras.txt describes the camera at twice the photo's size (COLMAP run on full-size
+    photos, images downscaled since): K and the distortion must be applied at the photo's size."""
     from PIL import Image
 
     d = tmp_path / "s"
     (d / "images").mkdir(parents=True)
-    W, H, f = 80, 60, 70.0
-    dist = np.array([-0.2, 0.05, 0.0, 0.0])
-    # a bright dot at a known ray, drawn where the distorted lens images it
-    x, y = 0.35, 0.25
-    r2 = x * x + y * y
-    rad = 1 + dist[0] * r2 + dist[1] * r2 * r2
-    u, v = x * rad * f + W / 2, y * rad * f + H / 2
-    img = np.zeros((H, W, 3), np.uint8)
+    (d / "instance").mkdir()
+    W, H, f, cx, cy = 160, 120, 120.0, 83.0, 57.5  # principal point off centre: x/y mix-ups show
+    params, lens = LENSES[model]
+    fx = params(f, cx, cy)[0]
+    fy = params(f, cx, cy)[1] if model == "OPENCV" else fx
+    ray = (0.42, 0.3)  # normalised pinhole coordinates of the disc's centre
     yy, xx = np.mgrid[0:H, 0:W] + 0.5
-    img[((xx - u) ** 2 + (yy - v) ** 2) < 2.0] = 255
-    Image.fromarray(img).save(d / "images" / "a.png")
-    Image.fromarray(img).save(d / "images" / "b.png")
-    cams = {1: colmap.Camera(1, "OPENCV", W, H, np.array([f, f, W / 2, H / 2, *dist]))}
+    xu, yu = _undistort_points((xx - cx) / fx, (yy - cy) / fy, lens)  # the ray each photo pixel saw
+    r = np.hypot((xu - ray[0]) * fx, (yu - ray[1]) * fy)  # in undistorted pixels
+    img = np.clip(255 * (4.0 - r) / 1.5, 0, 255).astype(np.uint8)  # a soft-edged disc of radius ~3.3 px
+    Image.fromarray(np.stack([img] * 3, -1)).save(d / "images" / "a.png")
+    Image.fromarray(np.stack([img] * 3, -1)).save(d / "images" / "b.png")
+    (d / "depth").mkdir()  # a monocular prior estimated on the distorted photos, at half their size
+    for n in ("a", "b"):
+        np.save(d / "depth" / f"{n}.npy", np.asarray(Image.fromarray(img.astype(np.float32), mode="F")
+                                                      .resize((W // 2, H // 2), Image.BILINEAR)))
+    lab = (r < 8.0).astype(np.uint8)
+    Image.fromarray(lab).save(d / "instance" / "a.png")
+    Image.fromarray(lab).save(d / "instance" / "b.png")
+    p = np.array(params(f, cx, cy), float)
+    p[: 4 if model == "OPENCV" else 3] *= cam_scale  # focal lengths and principal point
+    cams = {1: colmap.Camera(1, model, W * cam_scale, H * cam_scale, p)}
     ims = {i: colmap.Image(i, np.array([1.0, 0, 0, 0]), np.array([0, 0, float(i)]), 1, n) for i, n in ((1, "a.png"), (2, "b.png"))}
     colmap.write_model(colmap.Model(cams, ims, np.zeros((0, 3)), np.zeros((0, 3), np.uint8)), d / "sparse" / "0")
     s = load_scene(d)
-    im = s.images[0].sum(-1)
-    ys, xs = torch.nonzero(im > 1.0, as_tuple=True)
-    cu, cv = xs.float().mean() + 0.5, ys.float().mean() + 0.5
-    assert abs(cu - (x * f + W / 2)) < 1.0 and abs(cv - (y * f + H / 2)) < 1.0
+    assert (s.width, s.height) == (W, H)
+    K = s.Ks[0]
+    assert torch.allclose(K, torch.tensor([[fx, 0, cx], [0, fy, cy], [0, 0, 1]], dtype=K.dtype), atol=1e-4)
+    want = np.array([ray[0] * fx + cx, ray[1] * fy + cy])
+    before = np.array([(img * xx).sum(), (img * yy).sum()]) / img.sum()
+    assert np.linalg.norm(before - want) > 3.0  # the lens really moved it
+    im = s.images[0].mean(-1).numpy()
+    got = np.array([(im * xx).sum(), (im * yy).sum()]) / im.sum()
+    assert np.abs(got - want).max() < 0.3, (got, want)
+    m = (s.instance[0] == 1).numpy()
+    got_m = np.array([xx[m].mean(), yy[m].mean()])
+    assert np.abs(got_m - want).max() < 0.3, (got_m, want)
+    assert abs(m.sum() - np.pi * 64) < 0.1 * np.pi * 64  # a disc of radius 8, not a smeared blob
+    dp = s.depth_prior[0].numpy()
+    got_d = np.array([(dp * xx).sum(), (dp * yy).sum()]) / dp.sum()
+    assert np.abs(got_d - want).max() < 0.3, (got_d, want)
 
 
 def test_unsupported_camera_model_is_a_clear_error(tmp_path):
@@ -135,3 +187,45 @@ def test_split_json_and_objects_json(tmp_path):
     (d / "objects.json").write_text("{not json")
     with pytest.raises(SceneError, match="objects.json: malformed"):
         load_scene(d)
+
+
+def test_colmap_text_model_with_point_lines(tmp_path):
+    """images.txt as COLMAP writes it: comment header, each image line followed by its POINTS2D line
+    (x y point3D_id triples, -1 = untriangulated; an image without points has an empty line); a name with
+    a space; SIMPLE_RADIAL and RADIAL cameras of different sizes."""
+    from PIL import Image as PILImage
+
+    sp = tmp_path / "s" / "sparse" / "0"
+    sp.mkdir(parents=True)
+    (tmp_path / "s" / "images").mkdir()
+    for n in ("a b.png", "c.png", "d.png"):
+        PILImage.fromarray(np.zeros((30, 40, 3), np.uint8)).save(tmp_path / "s" / "images" / n)
+    (sp / "cameras.txt").write_text(
+        "# Camera list with one line of data per camera:\n#   CAMERA_ID, MODEL, WIDTH, HEIGHT, PARAMS[]\n"
+        "# Number of cameras: 2\n1 SIMPLE_RADIAL 40 30 35.5 20.5 14.5 0.0\n2 RADIAL 80 60 70.0 40.0 29.0 0.0 0.0\n")
+    (sp / "images.txt").write_text(
+        "# Image list with two lines of data per image:\n#   IMAGE_ID, QW, QX, QY, QZ, TX, TY, TZ, CAMERA_ID, NAME\n"
+        "#   POINTS2D[] as (X, Y, POINT3D_ID)\n# Number of images: 3, mean observations per image: 1.33\n"
+        "3 1 0 0 0 0.5 0 0 2 d.png\n"
+        "10.5 11.5 -1 12.25 13.75 7\n"
+        "1 0.7071067811865476 0 0.7071067811865476 0 0 0 2 1 a b.png\n"
+        "1.0 2.0 7 3.0 4.0 -1 5.0 6.0 8\n"
+        "2 1 0 0 0 -0.5 0 0 1 c.png\n"
+        "\n")
+    (sp / "points3D.txt").write_text(
+        "# 3D point list with one line of data per point:\n"
+        "7 0.1 0.2 0.3 255 0 10 0.5 1 0 3 0\n8 -1.0 0.5 2.0 0 128 255 0.25 1 2\n")
+    m = colmap.read_model(sp)
+    assert sorted(m.images) == [1, 2, 3]
+    a = m.images[1]
+    assert a.name == "a b.png" and a.camera_id == 1
+    assert np.allclose(a.xys, [[1, 2], [3, 4], [5, 6]]) and list(a.point3d_ids) == [7, -1, 8]
+    assert len(m.images[2].xys) == 0 and m.images[2].name == "c.png"
+    assert list(m.images[3].point3d_ids) == [-1, 7] and np.allclose(m.images[3].tvec, [0.5, 0, 0])
+    assert np.allclose(m.points, [[0.1, 0.2, 0.3], [-1.0, 0.5, 2.0]]) and m.colors.tolist() == [[255, 0, 10], [0, 128, 255]]
+    assert np.allclose(colmap.qvec_to_rotmat(a.qvec), [[0, 0, 1], [0, 1, 0], [-1, 0, 0]], atol=1e-9)
+    s = load_scene(tmp_path / "s")
+    assert s.image_names == ["a b.png", "c.png", "d.png"] and (s.width, s.height) == (40, 30)
+    # the RADIAL camera was described at 80x60 for these 40x30 photos: intrinsics rescaled by 1/2
+    assert torch.allclose(s.Ks[2], torch.tensor([[35.0, 0, 20.0], [0, 35.0, 14.5], [0, 0, 1]]), atol=1e-5)
+    assert torch.allclose(s.Ks[0], torch.tensor([[35.5, 0, 20.5], [0, 35.5, 14.5], [0, 0, 1]]), atol=1e-5)

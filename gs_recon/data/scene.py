@@ -219,6 +219,7 @@ def load_scene(root: str | Path, cfg=None) -> Scene:
         if fr["width"] and fr["height"] and (fr["width"], fr["height"]) != (w0, h0):
             K[0] *= w0 / fr["width"]
             K[1] *= h0 / fr["height"]
+        fr["K_file"] = K.copy()  # at the photo's size on disk: what undistorts the photo and its masks
         if np.any(fr["dist"] != 0):
             a = undistort(a, K, fr["dist"])
         s = max(ds, w0 / cfg.max_size, 1.0)
@@ -268,7 +269,7 @@ def load_scene(root: str | Path, cfg=None) -> Scene:
                 raise SceneError(f"{p}: mask size {lab.shape[1]}x{lab.shape[0]} does not match image {fr['path'].name} "
                                  f"({src[1]}x{src[0]}); masks must have the image's size")
             if np.any(fr["dist"] != 0):
-                lab = undistort(lab, fr["K"], fr["dist"], nearest=True)
+                lab = undistort(lab, fr["K_file"], fr["dist"], nearest=True)
             w, h = sizes[i]
             lab = _resize(lab, (w, h), nearest=True)
             ox, oy = fr["crop"]
@@ -334,6 +335,10 @@ def _load_priors(d: Path, frames, sizes, size, ch: int) -> Optional[Tensor]:
             raise SceneError(f"{p}: unreadable .npy ({e})") from None
         if ch == 3 and a.ndim == 3 and a.shape[0] == 3:
             a = a.transpose(1, 2, 0)
+        if np.any(fr["dist"] != 0):  # estimated on the distorted photo: same resampling as the photo
+            h0, w0 = fr["file_size"]
+            K = fr["K_file"] * np.array([[a.shape[1] / w0], [a.shape[0] / h0], [1.0]])
+            a = undistort(a, K, fr["dist"])
         a = _resize(a, sizes[i], nearest=False)
         ox, oy = fr["crop"]
         out.append(a[oy : oy + H, ox : ox + W])
