@@ -133,8 +133,9 @@ class TSDFVolume:
             flat = (ijk[:, 0] * self.dims[1] + ijk[:, 1]) * self.dims[2] + ijk[:, 2]
             c = self.color.cpu().numpy()[flat]
             cols = np.concatenate([(c.clip(0, 1) * 255).astype(np.uint8), np.full((len(c), 1), 255, np.uint8)], 1)
-        # skimage's faces wind so normals point to increasing values (outside, tsdf > 0): keep as is
-        return trimesh.Trimesh(pts, faces[:, ::-1], vertex_colors=cols, process=False)
+        # skimage (gradient_direction="descent") winds faces counter-clockwise seen from the side of
+        # increasing values: here the outside (tsdf > 0), so the normals already point outward
+        return trimesh.Trimesh(pts, faces, vertex_colors=cols, process=False)
 
 
 def _all_corners(m: np.ndarray) -> np.ndarray:
