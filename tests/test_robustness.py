@@ -102,12 +102,21 @@ def test_interrupt_and_resume(tmp_path, sig):
     r = subprocess.run([sys.executable, *_args(out, ITERS), "--resume"], cwd=ROOT, capture_output=True, text=True,
                        timeout=600)
     assert r.returncode == 0, r.stderr[-1500:]
+    assert f"resumed from {out / 'checkpoints' / 'last.pt'} at step {step}" in r.stderr  # not a restart from 0
     m = json.loads((out / "scene.json").read_text())
     assert m["steps"] == ITERS
     assert not list(out.rglob("*.tmp"))
-    # the same run without interruption, same settings: final test PSNR within noise
+    # the same run without interruption, same settings
     ref = tmp_path / "ref"
     r = subprocess.run([sys.executable, *_args(ref, ITERS)], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-1500:]
     want = json.loads((ref / "scene.json").read_text())["metrics"]["test"]["psnr"]
-    assert abs(m["metrics"]["test"]["psnr"] - want) < 1.0, (m["metrics"]["test"]["psnr"], want)
+    if sig == signal.SIGKILL:
+        # killed between steps, resumed from a periodic checkpoint (which carries the random state):
+        # bit-identical to never having stopped
+        a = torch.load(out / "checkpoints" / "last.pt", weights_only=True)["params"]
+        b = torch.load(ref / "checkpoints" / "last.pt", weights_only=True)["params"]
+        assert all(torch.equal(a[k], b[k]) for k in b), [k for k in b if not torch.equal(a[k], b[k])]
+        assert m["metrics"]["test"]["psnr"] == want
+    else:  # Ctrl-C may land inside a step whose view was already drawn: same run within noise
+        assert abs(m["metrics"]["test"]["psnr"] - want) < 1.0, (m["metrics"]["test"]["psnr"], want)

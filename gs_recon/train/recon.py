@@ -64,6 +64,8 @@ class Trainer:
         self._make_strategy()
         self.nan_events = 0
         self._good: Optional[Dict] = None
+        self._gen: Optional[torch.Generator] = None  # fit()'s view sampler while it runs (checkpointed)
+        self._gen_resume: Optional[Tensor] = None  # a loaded sampler state the next fit() continues from
         self.gt = scene.images.to(self.device)
         self.bg = scene.background_color.to(self.device)
         self.history: List[Dict[str, float]] = []
@@ -239,8 +241,13 @@ class Trainer:
         total = iterations or self.cfg.train.iterations
         from .. import dist
 
-        # each rank its own view sequence (the same one in a single process)
+        # each rank its own view sequence (the same one in a single process); a run resumed from a
+        # checkpoint written inside fit() continues the interrupted sequence, so it is bit-identical
         gen = torch.Generator().manual_seed(self.cfg.train.seed + self.step + 7919 * dist.rank())
+        if self._gen_resume is not None:
+            gen.set_state(self._gen_resume)
+            self._gen_resume = None
+        self._gen = gen
         every = self.cfg.train.checkpoint_every
         t0, s0 = time.time(), self.step
         with make_progress(stage, progress) as bar:
@@ -259,23 +266,36 @@ class Trainer:
                     if ckpt_path and every > 0 and self.step % every == 0:
                         self.save(ckpt_path)
             except KeyboardInterrupt:
-                if self.sharded:  # a checkpoint would need every rank, and they are going down too
-                    log.warning("interrupted at step %d; rerun with --resume to continue from the last "
-                                "periodic checkpoint (train.checkpoint_every)", self.step)
-                elif ckpt_path:
-                    self.save(ckpt_path)
-                    log.warning("interrupted at step %d; checkpoint saved to %s (rerun with --resume)", self.step, ckpt_path)
+                self._interrupted_save(ckpt_path)
                 raise
+            finally:
+                self._gen = None
+
+    def _interrupted_save(self, ckpt_path: Optional[Path]) -> None:
+        """Ctrl-C inside fit(): write a checkpoint (single process) and say how to go on."""
+        if self.sharded:  # a checkpoint would need every rank, and they are going down too
+            log.warning("interrupted at step %d; rerun with --resume to continue from the last "
+                        "periodic checkpoint (train.checkpoint_every)", self.step)
+        elif ckpt_path:
+            self.save(ckpt_path)
+            log.warning("interrupted at step %d; checkpoint saved to %s (rerun with --resume)", self.step, ckpt_path)
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> Dict:
-        return {
+        """Everything a resumed run needs to continue bit-identically: parameters, Adam moments, the LR
+        schedule, densification statistics, and (single process) the random state: fit()'s view sampler
+        and torch's global generator (gsplat's splits draw from it)."""
+        st = {
             "step": self.step,
             "params": {k: v.detach().cpu() for k, v in self.params.items()},
             "optim": {k: o.state_dict() for k, o in self.optimizers.items()},
             "sched": [s.state_dict() for s in self.schedulers],
             "strategy": {k: (v.cpu() if isinstance(v, Tensor) else v) for k, v in self.strategy_state.items()},
         }
+        if not self.sharded:  # per-rank streams: a merged checkpoint keeps none (resume re-seeds)
+            st["rng"] = {"torch": torch.get_rng_state(),
+                         "sampler": self._gen.get_state() if self._gen is not None else torch.zeros(0, dtype=torch.uint8)}
+        return st
 
     def save(self, path: Path) -> None:
         """Rank 0 writes. Sharded: a collective that merges every rank's block into one full state (the
@@ -294,9 +314,13 @@ class Trainer:
         from .. import dist
 
         ck = load_checkpoint(path)
+        rng = ck.pop("rng", None)
         if self.sharded:
             ck = shard_state(ck, dist.rank(), dist.world())
         self._load_state(ck)
+        if rng is not None and not self.sharded:
+            torch.set_rng_state(rng["torch"])
+            self._gen_resume = rng["sampler"] if rng["sampler"].numel() else None
 
     def unshard(self) -> None:
         """End of sharded stage 1: every rank gathers all blocks and holds the whole scene from here on."""
