@@ -4,15 +4,13 @@ import os
 import subprocess
 import sys
 
+import diffusers  # noqa: F401  (a test dependency: a missing one is an error, not a skip)
 import pytest
 import torch
+from conftest import DEMO, ROOT
 
-pytest.importorskip("diffusers")
-
-from conftest import DEMO, ROOT  # noqa: E402
-
-from gs_recon.bench import random_scene  # noqa: E402
-from gs_recon.render.api import render  # noqa: E402
+from gs_recon.bench import random_scene
+from gs_recon.render.api import render
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +89,12 @@ def test_per_gaussian_weights_scale_sds_gradients_exactly(guidance):
         assert torch.allclose(b, a * w.view(-1, *([1] * (a.dim() - 1))), rtol=1e-5, atol=1e-10), k
 
 
-def test_stages_switch_trainable_parameters(guidance):
+def test_stages_switch_trainable_parameters_and_sds_acts(guidance):
+    """Stage 2 trains geometry only and stage 3 colours only; in each, the SDS term itself changes the
+    parameters: the same stage from the same state with the SDS weight at 0 ends elsewhere (reconstruction
+    losses alone also move them, so 'the means changed' would not show it)."""
+    import copy
+
     from gs_recon.config import load_config
     from gs_recon.data import load_scene
     from gs_recon.train.prior import PriorStages
@@ -102,21 +105,41 @@ def test_stages_switch_trainable_parameters(guidance):
     scene = load_scene(DEMO, cfg.data)
     tr = Trainer(scene, cfg)
     tr.fit(progress=False)
-    ps = PriorStages(tr, guidance, cfg.prior)
-    assert ps.geo_ids == [1, 2, 3, 0] and ps.objects == [1, 2, 3]
+    start = copy.deepcopy(tr.state_dict())
     snap = lambda: {k: v.detach().clone() for k, v in tr.params.items()}  # noqa: E731
-    s0 = snap()
-    ps.run_geometry(progress=False)
-    s1 = snap()
-    assert tr.step == 44 and tr.trainable == {"means", "scales", "quats", "opacities"}
-    assert not torch.equal(s0["means"], s1["means"]) and torch.equal(s0["sh0"], s1["sh0"])
-    assert (s1["visibility"] > 0).any() and s1["visibility"].max() <= 1  # recomputed at the boundary
-    ps.run_appearance(progress=False)
-    s2 = snap()
-    assert tr.step == 48 and tr.trainable == {"sh0", "shN"}
-    assert torch.equal(s1["means"], s2["means"]) and torch.equal(s1["opacities"], s2["opacities"])
-    assert not torch.equal(s1["sh0"], s2["sh0"])
-    assert "sds_app" in tr.history[-1] and "sds_geo" in tr.history[-5]
+
+    def stages(geo_lambda, app_lambda):
+        tr._load_state(copy.deepcopy(start))
+        tr.history.clear()
+        pc = copy.deepcopy(cfg.prior)
+        pc.sds_geometry_lambda, pc.sds_appearance_lambda = geo_lambda, app_lambda
+        ps = PriorStages(tr, guidance, pc)
+        assert ps.geo_ids == [1, 2, 3, 0] and ps.objects == [1, 2, 3]
+        s0 = snap()
+        ps.run_geometry(progress=False)
+        s1 = snap()
+        assert tr.step == 44 and tr.trainable == {"means", "scales", "quats", "opacities"}
+        assert torch.equal(s0["sh0"], s1["sh0"])
+        assert (s1["visibility"] > 0).any() and s1["visibility"].max() <= 1  # recomputed at the boundary
+        ps.run_appearance(progress=False)
+        s2 = snap()
+        assert tr.step == 48 and tr.trainable == {"sh0", "shN"}
+        assert torch.equal(s1["means"], s2["means"]) and torch.equal(s1["opacities"], s2["opacities"])
+        return s1, s2, list(tr.history)
+
+    on1, on2, hist = stages(cfg.prior.sds_geometry_lambda, cfg.prior.sds_appearance_lambda)
+    off1, off2, hist0 = stages(0.0, 0.0)
+    geo = [h["sds_geo"] for h in hist[:4]]
+    app = [h["sds_app"] for h in hist[4:]]
+    assert all(v > 0 and v == v for v in geo + app), (geo, app)  # the terms were there, finite, non-zero
+    assert all(h["sds_geo"] == 0 for h in hist0[:4])
+    # same views, same draws: only the SDS term differs between the two runs
+    for k in ("means", "scales", "quats", "opacities"):
+        assert not torch.equal(on1[k], off1[k]), k
+    # the appearance SDS on its own: the same geometry stage, then stage 3 with and without it
+    geo_only1, geo_only2, _ = stages(cfg.prior.sds_geometry_lambda, 0.0)
+    assert torch.equal(geo_only1["means"], on1["means"])
+    assert not torch.equal(on2["sh0"], geo_only2["sh0"]) and not torch.equal(on2["shN"], geo_only2["shN"])
 
 
 def test_novel_object_cameras_frame_the_box():

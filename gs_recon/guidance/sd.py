@@ -83,6 +83,8 @@ class SDSGuidance:
         B = z.shape[0]
         if t is None:
             t = torch.randint(int(t_range[0]), int(t_range[1]) + 1, (B,), generator=generator).to(self.device)
+        if noise is None and generator is not None:  # reproducible: all draws from the stage's generator
+            noise = torch.randn(z.shape, generator=generator).to(self.device)
         g = self.sds_grad(z, prompt, t, noise, weight)
         target = (z.float() - g).detach()
         return 0.5 * F.mse_loss(z.float(), target, reduction="sum") / B
