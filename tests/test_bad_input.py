@@ -132,7 +132,6 @@ def test_object_seen_in_no_training_view_skips_its_prior(base, caplog):
     from gs_recon.train.prior import PriorStages
     from gs_recon.train.recon import Trainer
 
-    pytest.importorskip("diffusers")
     s = load_scene(base)
     tr_idx = torch.tensor(s.train_idx)
     inst = s.instance.clone()

@@ -6,10 +6,9 @@ import socket
 import subprocess
 import sys
 
+import diffusers  # noqa: F401  (a test dependency: a missing one is an error, not a skip)
 import pytest
 from conftest import DEMO, ROOT
-
-pytest.importorskip("diffusers")
 
 ARGS = ["--config", "configs/tiny_prior_cpu.yaml", "--no-progress", "--train.iterations", "40",
         "--prior.geometry_iters", "6", "--prior.appearance_iters", "4", "--prior.geometry_render", "48",

@@ -25,7 +25,7 @@ def test_tsdf_of_true_depth_reproduces_mesh(name):
     if not p.exists():
         cands = sorted((root / name.split("/")[0]).glob("*.obj")) if "/" in name else []
         if not cands:
-            pytest.skip(f"{p} absent")
+            pytest.skip(f"shared test data {p} is absent")
         p = cands[0]
     gt = trimesh.load(p, force="mesh")
     deps, Ks, vms = depth_maps_around(gt)

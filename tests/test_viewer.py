@@ -7,8 +7,7 @@ import urllib.request
 
 import numpy as np
 import pytest
-
-pytest.importorskip("viser")
+import viser  # noqa: F401  (a test dependency: a missing one is an error, not a skip)
 
 
 def _free_port():
@@ -64,19 +63,31 @@ def test_viewer_serves_objects_and_saves_a_move(viewer):
 
 
 def test_viewer_screenshot(viewer, tmp_path):
+    """Headless Chromium screenshots of the page: the 3D canvas (the page left of viser's control panel)
+    shows the scene -- it changes substantially when every object is hidden -- and the panel is drawn.
+    A blank, black or never-updated canvas fails; the panel alone cannot pass."""
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if not chromium:
         pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
     from cdp_shot import screenshot
-
-    v, d = viewer
-    shot = tmp_path / "viewer.png"
-    screenshot(chromium, f"http://127.0.0.1:{v.port}", shot, tmp_path / "profile", port=_free_port())
-    assert shot.exists() and shot.stat().st_size > 10_000
     from PIL import Image
 
-    img = np.asarray(Image.open(shot).convert("RGB")).astype(float)
-    assert img.std() > 5  # not a blank page
+    v, d = viewer
+    shot, hidden = tmp_path / "viewer.png", tmp_path / "hidden.png"
+    screenshot(chromium, f"http://127.0.0.1:{v.port}", shot, tmp_path / "profile", port=_free_port())
+    for name in v.objects:
+        v.set_visible(name, False)
+    screenshot(chromium, f"http://127.0.0.1:{v.port}", hidden, tmp_path / "profile2", port=_free_port())
+    a = np.asarray(Image.open(shot).convert("RGB")).astype(float)
+    b = np.asarray(Image.open(hidden).convert("RGB")).astype(float)
+    W = a.shape[1]
+    canvas = slice(0, int(W * 0.6))  # viser's panel sits at the right edge, well inside the last 40%
+    diff = np.abs(a[:, canvas] - b[:, canvas]).max(-1)
+    changed = float((diff > 30).mean())
+    assert changed > 0.05, changed  # the scene covers a real part of the canvas
+    assert b[:, canvas].std() < a[:, canvas].std()  # hiding everything leaves a plainer canvas
+    panel = a[:, int(W * 0.75):]
+    assert panel.std() > 5  # the control panel is drawn
     import os
 
     if os.environ.get("GS_RECON_UPDATE_DOCS") == "1":
