@@ -9,7 +9,7 @@ import urllib.request
 
 
 def screenshot(chromium: str, url: str, out, profile, width: int = 1200, height: int = 800, wait_s: float = 12.0,
-               port: int = 9333) -> None:
+               port: int = 9333, settle_s: float = 45.0) -> None:
     proc = subprocess.Popen([chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--use-angle=swiftshader",
                              "--enable-unsafe-swiftshader", "--disable-background-networking",
                              "--disable-component-update", "--disable-sync", "--no-first-run",
@@ -27,13 +27,13 @@ def screenshot(chromium: str, url: str, out, profile, width: int = 1200, height:
                 if time.time() - t0 > 30:
                     raise RuntimeError("chromium's DevTools endpoint did not come up")
                 time.sleep(0.3)
-        asyncio.run(_capture(page["webSocketDebuggerUrl"], url, out, width, height, wait_s))
+        asyncio.run(_capture(page["webSocketDebuggerUrl"], url, out, width, height, wait_s, settle_s))
     finally:
         proc.kill()
         proc.wait(timeout=10)
 
 
-async def _capture(ws_url, url, out, width, height, wait_s):
+async def _capture(ws_url, url, out, width, height, wait_s, settle_s):
     import websockets
 
     async with websockets.connect(ws_url, max_size=64 * 2**20) as ws:
@@ -51,6 +51,24 @@ async def _capture(ws_url, url, out, width, height, wait_s):
         await call("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1, mobile=False)
         await call("Page.navigate", url=url)
         await asyncio.sleep(wait_s)
-        res = await call("Page.captureScreenshot", format="png")
+        # software WebGL under load can still be fading splats in: capture until two shots 3 s apart agree
+        # (under 0.5% of pixels differ by > 10 levels), at most settle_s more
+        prev, t0 = None, time.time()
+        while True:
+            png = base64.b64decode((await call("Page.captureScreenshot", format="png"))["data"])
+            cur = _pixels(png)
+            if prev is not None and (abs(cur - prev).max(-1) > 10).mean() < 0.005 or time.time() - t0 > settle_s:
+                break
+            prev = cur
+            await asyncio.sleep(3.0)
         with open(out, "wb") as f:
-            f.write(base64.b64decode(res["data"]))
+            f.write(png)
+
+
+def _pixels(png: bytes):
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(np.int16)
