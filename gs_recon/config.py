@@ -83,12 +83,17 @@ class MeshConfig:
     orbit_views: int = 24  # extra views around each object's box (two rings, 15 and 50 deg elevation)
     alpha_thresh: float = 0.5  # only pixels the object covers with alpha > 0.5 are fused
     box_pad: float = 0.1  # box padding, fraction of its size
+    # objects: "closed" carves free space through the object-alone silhouettes and fills never-observed
+    # voxels (watertight solids); "open" fuses only the surfaces the Gaussians render (what the Gaussians
+    # did, nothing filled in: the benchmark's prior table uses it)
+    object_mode: str = "closed"
 
 
 @dataclass
 class PriorConfig:
     """The diffusion-prior stages (DP-Recon settings as defaults). See docs/PRIOR.md."""
-    # hub id or local diffusers folder; "tiny-random" builds a tiny randomly initialised UNet/VAE/CLIP
+    # hub id or local diffusers folder; "exemplar:DIR" the exemplar prior (DIR/<category>/*.obj, no weights);
+    # "tiny-random" builds a tiny randomly initialised UNet/VAE/CLIP
     # from configs (tests and CPU plumbing only: it cannot add plausible content)
     model: str = "stabilityai/stable-diffusion-2-1-base"
     guidance_scale: float = 50.0  # classifier-free guidance (DreamFusion / DP-Recon)
@@ -99,16 +104,24 @@ class PriorConfig:
     geometry_render: int = 128  # object-alone normal+opacity render size, resized to the latent grid
     geometry_latent: int = 64  # the 4-channel render is used directly as a 64x64 latent (no VAE)
     appearance_res: int = 512  # RGB render size fed to the VAE
-    geo_t_start: List[int] = field(default_factory=lambda: [200, 980])  # timestep range, annealed ...
-    geo_t_end: List[int] = field(default_factory=lambda: [20, 400])  # ... linearly to this range
+    geo_t_start: List[int] = field(default_factory=lambda: [200, 980])  # timestep range, held for ...
+    geo_t_hold: float = 0.5  # ... this fraction of the stage, then annealed linearly ...
+    geo_t_end: List[int] = field(default_factory=lambda: [20, 400])  # ... to this (geometry.yaml: 2500 of 5000)
     app_t: List[int] = field(default_factory=lambda: [20, 980])
     sds_geometry_lambda: float = 1.0e-3  # SDS loss weight next to the reconstruction losses
     sds_appearance_lambda: float = 1.0e-3
     appearance_rgb_lambda: float = 10.0  # reconstruction RGB loss kept strong in stage 3
     appearance_vis_thresh: float = 0.3  # appearance SDS only where V < 0.3
     vis_count_thresh: float = 0.01  # a pixel counts as an observation when alpha*T > this
-    pixel_weighting: bool = True  # per-pixel SDS weights from the rendered visibility V
-    gaussian_weighting: bool = True  # per-Gaussian SDS gradient scaling from each Gaussian's v
+    pixel_weighting: bool = True  # per-pixel SDS weights w(V) from the rendered visibility V (DP-Recon)
+    none_vis_max: float = 20.0  # w(V) at V = 0 (geometry.yaml none_vis_region_max)
+    vis_max: float = 0.1  # w(V) at V = 0.5+ is vis_max (2 - 2V) (geometry.yaml vis_region_max; paper: 1)
+    gaussian_gate: float = 0.0  # > 0: Gaussians with v >= this get no SDS gradient (binary; ours, off)
+    vis_grid_resolution: int = 48  # cells per side of each label's frozen visibility grid
+    # means LR at each prior stage's start (x scene scale): 10% of 3DGS's initial 1.6e-4. Stage 1 decays it
+    # to 1%, where 2000 Adam steps move a mean by ~3e-3 of the scene and SDS cannot move surfaces; at 100%
+    # the geometry stage cost ~1 dB more test PSNR than at 10% in every variant (docs/PRIOR.md, measured)
+    lr_means: float = 1.6e-5
     elevation: List[float] = field(default_factory=lambda: [5.0, 30.0])  # object cameras, degrees ...
     elevation_end: List[float] = field(default_factory=lambda: [5.0, 80.0])  # ... widening to this
     fovy: List[float] = field(default_factory=lambda: [40.0, 45.0])

@@ -254,3 +254,80 @@ def depth_maps_around(mesh, n_views: int = 30, size: int = 160, dist: float = 1.
         vms.append(np.linalg.inv(c2w))
     K = torch.tensor([[f, 0, size / 2], [0, f, size / 2], [0, 0, 1.0]]).float()
     return torch.tensor(np.stack(deps)), K[None].repeat(n_views, 1, 1), torch.tensor(np.stack(vms)).float()
+
+
+# ---------------------------------------------------------------- exemplar libraries (guidance/exemplar.py)
+# Shapes "of the same kind" as each generator object, never the exact one placed in the scene: other
+# proportions, bevels, radii, facet counts for the primitives; other real meshes of the same kind for the
+# real ones (../shared/data/meshes: four-legged animals cow + spot, figures homer + cheburashka).
+SAME_KIND = {"spot": ["cow.obj"], "spot_triangulated": ["cow.obj"], "cow": ["spot/spot_triangulated.obj"],
+             "homer": ["cheburashka.obj"], "cheburashka": ["homer.obj"],
+             "stanford_bunny": ["cow.obj", "spot/spot_triangulated.obj"]}
+
+
+def _variants(name: str):
+    """Procedural variants of a default_objects primitive (trimesh meshes, +z up)."""
+    import trimesh
+
+    def chamfered_box(ext, cut):
+        e = np.asarray(ext) / 2
+        pts = []
+        for sx in (-1, 1):
+            for sy in (-1, 1):
+                for sz in (-1, 1):
+                    c = np.array([sx, sy, sz]) * e
+                    for ax in range(3):  # three points per corner, pulled in along each axis
+                        q = c.copy()
+                        q[ax] -= np.sign(c[ax]) * cut
+                        pts.append(q)
+        return trimesh.convex.convex_hull(np.array(pts))
+
+    def frustum(r0, r1, h, n=32):
+        a = np.linspace(0, 2 * np.pi, n, endpoint=False)
+        ring = lambda r, z: np.stack([r * np.cos(a), r * np.sin(a), np.full(n, z)], 1)  # noqa: E731
+        return trimesh.convex.convex_hull(np.concatenate([ring(r0, 0.0), ring(max(r1, 1e-3), h)]))
+
+    def scaled(m, s):
+        m = m.copy()
+        m.apply_transform(np.diag([*s, 1.0]))
+        return m
+
+    if name == "box":
+        return [trimesh.creation.box((0.30, 0.40, 0.35)), trimesh.creation.box((0.38, 0.33, 0.30)),
+                chamfered_box((0.35, 0.35, 0.35), 0.06)]
+    if name == "ball":
+        return [scaled(trimesh.creation.icosphere(3, 0.2), (1.0, 1.0, 0.85)),
+                scaled(trimesh.creation.icosphere(3, 0.2), (1.1, 0.95, 1.0)), trimesh.creation.icosphere(1, 0.21)]
+    if name == "cylinder":
+        return [trimesh.creation.cylinder(0.12, 0.5, sections=32), trimesh.creation.cylinder(0.16, 0.40, sections=32),
+                trimesh.creation.cylinder(0.14, 0.45, sections=10)]
+    if name == "cone":
+        return [trimesh.creation.cone(0.17, 0.45, sections=32), frustum(0.2, 0.05, 0.4), trimesh.creation.cone(0.22, 0.36, sections=12)]
+    if name == "capsule":
+        return [trimesh.creation.capsule(0.30, 0.10), trimesh.creation.capsule(0.20, 0.14),
+                scaled(trimesh.creation.capsule(0.25, 0.12), (1.0, 0.85, 1.0))]
+    return []
+
+
+def write_exemplars(out: Path, objects: List[SceneObject], meshes_dir: Path | None = None) -> Path:
+    """An exemplar library for the objects' categories (their names): out/<name>/<variant>.ply. Real
+    meshes come from meshes_dir (SAME_KIND) when it exists; a category with no exemplar is left out."""
+    out = Path(out)
+    for o in objects:
+        found = _variants(o.name)
+        if not found and meshes_dir is not None:
+            for rel in SAME_KIND.get(o.name, []):
+                p = Path(meshes_dir) / rel
+                if p.exists():
+                    m = _load_mesh(p, 0.45)
+                    found.append(m)
+                    # a second, other-proportioned copy: the library should not be one shape per kind
+                    m2 = m.copy()
+                    m2.apply_transform(np.diag([1.1, 0.9, 1.05, 1.0]))
+                    found.append(m2)
+        if not found:
+            continue
+        (out / o.name).mkdir(parents=True, exist_ok=True)
+        for i, m in enumerate(found):
+            m.export(out / o.name / f"{i}.ply")
+    return out

@@ -9,9 +9,17 @@ of its footprint the cameras actually saw. 1: in plain sight; 0: always behind o
 pixel's early stop came first) or never inside a view. It lives in params["visibility"] so densified
 Gaussians inherit it, and is recomputed at stage boundaries.
 
-For a novel view, V = sum_i T_i alpha_i v_i over the object's own Gaussians (rendered alone) is a
-visibility image in [0, 1]; SDS is weighted by (DP-Recon, CVPR 2025, Sec. 3.3, paper mapping):
-    geometry:   w(V) = 20 - 38 V  if V < 0.5   else  2 - 2 V   (20 at V=0 .. 1 at V=0.5 .. 0 at V=1)
+For the prior stages, visibility follows DP-Recon (its VisGrid: the maximum transmittance any training
+ray reached at a point, in a grid indexed by position, frozen after reconstruction):
+    v_max[g] = max over training views of weight_sum_view[g] / alpha_sum_view[g]
+(a Gaussian fully seen in one view of ten scores ~1, where the all-view ratio above gives ~0.15), splatted
+into a per-label grid over each label's box (max over the Gaussians in a cell, dilated by one cell) at the
+end of stage 1 and queried by position afterwards (VisibilityGrid), so a Gaussian moved by SDS reads the
+visibility of where it is now. For a novel view, V = sum_i T_i alpha_i v_i over the object's own Gaussians
+(rendered alone) is a visibility image in [0, 1]; the geometry SDS is weighted per pixel by DP-Recon's
+released mapping (geometry.yaml: none_vis_region_max 20, vis_region_max 0.1; the paper prints 2 - 2V
+above 0.5, the code uses a tenth of it, which is what produced the published numbers):
+    geometry:   w(V) = 20 - 38 V  if V < 0.5   else  0.1 (2 - 2 V)   (20 at V=0 .. 1 .. then 0.1 .. 0)
     appearance: w(V) = 1 if V < 0.3 else 0
 Backends: CUDA kernel (cuda_ext/) on gsplat's projection; C++ kernel on CPU; torch reference
 (gs_recon.render.rasterize_ref.visibility_ref) as the oracle. An independent check, used by the tests:
@@ -20,6 +28,7 @@ weight_sum equals the gradient of the summed render of an all-ones per-Gaussian 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Dict, Tuple
 
 import torch
 from torch import Tensor
@@ -40,9 +49,11 @@ class Visibility:
                            torch.zeros_like(self.weight_sum)).clamp(0, 1)
 
 
-def geometry_weight(V: Tensor) -> Tensor:
-    """DP-Recon geometry-stage SDS weight: 20 - 38 V where V < 0.5, else 2 - 2 V. V in [0, 1]."""
-    return torch.where(V < 0.5, 20.0 - 38.0 * V, 2.0 - 2.0 * V)
+def geometry_weight(V: Tensor, none_vis_max: float = 20.0, vis_max: float = 0.1) -> Tensor:
+    """DP-Recon geometry-stage SDS weight (code/threestudio/models/guidance/stable_diffusion_guidance.py):
+    none_vis_max - 2 V (none_vis_max - 1) where V < 0.5 (20 .. 1), else vis_max (2 - 2 V) (0.1 .. 0).
+    vis_max = 1 gives the paper's printed mapping (2 - 2 V above 0.5). V in [0, 1], any shape."""
+    return torch.where(V < 0.5, none_vis_max - 2.0 * V * (none_vis_max - 1.0), vis_max * (2.0 - 2.0 * V))
 
 
 def appearance_weight(V: Tensor, thresh: float = 0.3) -> Tensor:
@@ -125,3 +136,80 @@ def update_params_visibility(params, scene, thresh: float = 0.01) -> Visibility:
     vis = accumulate(params, scene.viewmats[idx], scene.Ks[idx], scene.width, scene.height, thresh)
     params["visibility"].data.copy_(vis.normalised.to(params["visibility"]).view_as(params["visibility"]))
     return vis
+
+
+@torch.no_grad()
+def max_view_visibility(params, viewmats: Tensor, Ks: Tensor, width: int, height: int, backend: str = "auto") -> Tensor:
+    """[N] in [0, 1]: for each Gaussian, the best single training view's transmittance-weighted fraction
+    of its footprint that was seen, max_v weight_sum_v / alpha_sum_v (0 for a Gaussian no view reached).
+    One accumulation pass per view with the same kernels as accumulate()."""
+    N = params["means"].shape[0]
+    best = torch.zeros(N, device=params["means"].device)
+    for i in range(viewmats.shape[0]):
+        vis = accumulate(params, viewmats[i:i + 1], Ks[i:i + 1], width, height, batch=1, backend=backend)
+        best = torch.maximum(best, vis.normalised.to(best))
+    return best
+
+
+class VisibilityGrid:
+    """Visibility indexed by position, one dense grid per label over that label's box (DP-Recon's VisGrid,
+    per object). Built once from Gaussians and their v (max over each cell's Gaussians, dilated by one
+    cell so a Gaussian that moves a little keeps its neighbourhood's value), then frozen; query(means,
+    labels) -> [N] by trilinear interpolation, 0 outside a label's box (never seen)."""
+
+    def __init__(self, grids: Dict[int, Tuple[Tensor, Tensor, Tensor]]):
+        self.grids = grids  # label -> (lo [3], hi [3], grid [R, R, R])
+
+    @classmethod
+    @torch.no_grad()
+    def build(cls, means: Tensor, labels: Tensor, v: Tensor, resolution: int = 48, pad: float = 0.1) -> "VisibilityGrid":
+        """means [N,3], labels [N], v [N] in [0, 1]."""
+        import torch.nn.functional as F
+
+        grids = {}
+        means, labels, v = means.detach().float().cpu(), labels.cpu(), v.detach().float().cpu()
+        for lab in torch.unique(labels).tolist():
+            m = labels == lab
+            pts, val = means[m], v[m]
+            if len(pts) < 2:
+                continue
+            q = torch.tensor([0.005, 0.995])
+            lo, hi = torch.quantile(pts, q[0], dim=0), torch.quantile(pts, q[1], dim=0)
+            ext = (hi - lo).max().clamp(min=1e-4)
+            lo, hi = lo - pad * ext, hi + pad * ext
+            R = resolution
+            ijk = ((pts - lo) / (hi - lo) * R).floor().long()
+            ok = ((ijk >= 0) & (ijk < R)).all(1)
+            flat = (ijk[ok, 0] * R + ijk[ok, 1]) * R + ijk[ok, 2]
+            g = torch.zeros(R ** 3).scatter_reduce(0, flat, val[ok], reduce="amax", include_self=True)
+            g = F.max_pool3d(g.view(1, 1, R, R, R), 3, stride=1, padding=1)[0, 0]
+            grids[int(lab)] = (lo, hi, g)
+        return cls(grids)
+
+    def query(self, means: Tensor, labels: Tensor) -> Tensor:
+        """[N] visibility at the Gaussians' current positions (no gradient)."""
+        import torch.nn.functional as F
+
+        out = torch.zeros(means.shape[0], device=means.device)
+        for lab, (lo, hi, g) in self.grids.items():
+            m = labels == lab
+            if not bool(m.any()):
+                continue
+            lo_, hi_, g_ = lo.to(means.device), hi.to(means.device), g.to(means.device)
+            R = g_.shape[0]
+            # cell centres at lo + (i + 0.5) (hi - lo) / R; grid_sample with align_corners=False matches
+            x = (means.detach()[m].float() - lo_) / (hi_ - lo_) * 2 - 1  # [-1, 1] across the box
+            inside = (x.abs() <= 1).all(1)
+            grid = x[:, [2, 1, 0]].view(1, 1, 1, -1, 3)  # grid_sample's (x, y, z) index (W, H, D) = (k, j, i)
+            val = F.grid_sample(g_.view(1, 1, R, R, R), grid, mode="bilinear", padding_mode="border",
+                                align_corners=False).view(-1)
+            out[m] = torch.where(inside, val, torch.zeros_like(val))
+        return out.clamp(0, 1)
+
+    def state_dict(self) -> Dict[str, Tensor]:
+        return {f"{lab}.{k}": t for lab, tr in self.grids.items() for k, t in zip(("lo", "hi", "grid"), tr)}
+
+    @classmethod
+    def from_state_dict(cls, sd: Dict[str, Tensor]) -> "VisibilityGrid":
+        labs = sorted({int(k.split(".")[0]) for k in sd})
+        return cls({lab: (sd[f"{lab}.lo"], sd[f"{lab}.hi"], sd[f"{lab}.grid"]) for lab in labs})

@@ -28,6 +28,10 @@ class ObjectInfo:
     id: int
     name: str
     prompt: str
+    category: str = ""  # objects.json "category" (the exemplar prior's folder), else the name
+
+    def __post_init__(self):
+        self.category = self.category or self.name
 
 
 @dataclass
@@ -149,6 +153,23 @@ def undistort(img: np.ndarray, K: np.ndarray, dist: np.ndarray, nearest: bool = 
     return np.stack([map_coordinates(img[..., c], [v, u], order=order, mode="nearest") for c in range(img.shape[2])], -1).astype(img.dtype)
 
 
+def estimate_up(vms: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """Scene up [3] (world = internal axes; unit). The mean camera up vector (-y in OpenCV axes) is biased
+    towards the scene when cameras look down from a partial arc (11 degrees for 10 views on 150 degrees at
+    30 degrees elevation); when the camera centres spread in a plane (an orbit or arc at one height:
+    smallest singular value < 15% of the middle one), that plane's normal, on the mean up's side, is exact.
+    A plane normal more than 30 degrees from the mean up (cameras on a vertical plane) is not used."""
+    mean_up = -vms[:, 1, :3].mean(0)  # rows of R are the camera axes in world coordinates
+    mean_up = mean_up / max(np.linalg.norm(mean_up), 1e-8)
+    if len(centres) >= 4:
+        _, sv, vt = np.linalg.svd(centres - centres.mean(0), full_matrices=False)
+        if sv[1] > 1e-6 and sv[2] < 0.15 * sv[1]:
+            n = vt[2] * np.sign(vt[2] @ mean_up)
+            if n @ mean_up > np.cos(np.radians(30)):
+                return n / np.linalg.norm(n)
+    return mean_up
+
+
 def _read_objects(root: Path) -> Dict[int, ObjectInfo]:
     p = root / "objects.json"
     if not p.exists():
@@ -162,7 +183,7 @@ def _read_objects(root: Path) -> Dict[int, ObjectInfo]:
             if oid <= 0:
                 raise SceneError(f"{p}: object id {oid} must be > 0 (0 is the background)")
             name = str(o.get("name") or f"object_{oid}")
-            out[oid] = ObjectInfo(oid, name, str(o.get("prompt") or f"a photo of a {name}"))
+            out[oid] = ObjectInfo(oid, name, str(o.get("prompt") or f"a photo of a {name}"), str(o.get("category") or ""))
         return out
     except SceneError:
         raise
@@ -302,8 +323,7 @@ def load_scene(root: str | Path, cfg=None) -> Scene:
     w_from_i = np.eye(4)
     w_from_i[:3, :3] /= s
     w_from_i[:3, 3] = centre
-    up = -vms[:, 1, :3].mean(0)  # camera "up" is -y in OpenCV axes; rows of R are camera axes in world
-    up = up / max(np.linalg.norm(up), 1e-8)
+    up = estimate_up(vms, centres)
 
     names = [fr["name"] for fr in frames]
     train_idx, test_idx = _split(root, names, split, cfg.test_every)

@@ -22,46 +22,24 @@ from torch import Tensor
 from ..data.errors import SceneError
 
 
-class SDSGuidance:
-    def __init__(self, unet, vae, text_encoder, tokenizer, scheduler, guidance_scale: float = 50.0,
-                 device="cpu", dtype=torch.float32):
-        self.device, self.dtype = torch.device(device), dtype
-        cast = (lambda m: m.to(self.device)) if dtype == torch.float32 else (lambda m: m.to(self.device, dtype))
-        self.unet = cast(unet).eval().requires_grad_(False)
-        self.vae = cast(vae).eval().requires_grad_(False)
-        self.text_encoder = text_encoder.to(self.device).eval().requires_grad_(False)
-        self.tokenizer, self.scheduler = tokenizer, scheduler
-        self.guidance_scale = guidance_scale
-        self.alphas_cumprod = scheduler.alphas_cumprod.to(self.device, torch.float32)  # [T]
-        self.num_train_timesteps = int(scheduler.config.num_train_timesteps)
-        self.scaling = float(getattr(vae.config, "scaling_factor", 0.18215))
-        self._emb: Dict[str, Tensor] = {}
+class SDSBase:
+    """The SDS machinery shared by every guidance model: timestep and noise draws, w(t), the gradient and
+    the 'target = z - g' loss. A model provides predict_noise(z_t, t, prompt) (classifier-free guided)."""
 
-    # ------------------------------------------------------------------ text
-    @torch.no_grad()
-    def embed(self, prompt: str) -> Tensor:
-        """[2, L, D] (unconditional, conditional) text embeddings, computed once per prompt and cached."""
-        if prompt not in self._emb:
-            tok = self.tokenizer(["", prompt], padding="max_length",
-                                 max_length=self.tokenizer.model_max_length, truncation=True, return_tensors="pt")
-            self._emb[prompt] = self.text_encoder(tok.input_ids.to(self.device))[0].to(self.dtype)
-        return self._emb[prompt]
+    def __init__(self, alphas_cumprod: Tensor, guidance_scale: float, device):
+        self.device = torch.device(device)
+        self.alphas_cumprod = alphas_cumprod.to(self.device, torch.float32)  # [T]
+        self.num_train_timesteps = int(alphas_cumprod.shape[0])
+        self.guidance_scale = guidance_scale
+
+    def predict_noise(self, z_t: Tensor, t: Tensor, prompt: str) -> Tensor:  # pragma: no cover - interface
+        raise NotImplementedError
 
     # ------------------------------------------------------------------ SDS
     def w(self, t: Tensor) -> Tensor:
         """w(t) = sqrt(abar_t) (1 - abar_t), t [B] long -> [B]."""
         ab = self.alphas_cumprod[t]
         return ab.sqrt() * (1 - ab)
-
-    @torch.no_grad()
-    def predict_noise(self, z_t: Tensor, t: Tensor, prompt: str) -> Tensor:
-        """Classifier-free-guided noise prediction eps_hat [B,4,h,w] for noisy latents z_t at t [B]."""
-        B = z_t.shape[0]
-        emb = self.embed(prompt)
-        ctx = torch.cat([emb[:1].expand(B, -1, -1), emb[1:].expand(B, -1, -1)])
-        out = self.unet(torch.cat([z_t, z_t]).to(self.dtype), torch.cat([t, t]), encoder_hidden_states=ctx).sample
-        eps_u, eps_c = out.float().chunk(2)
-        return eps_u + self.guidance_scale * (eps_c - eps_u)
 
     def sds_grad(self, z: Tensor, prompt: str, t: Tensor, noise: Optional[Tensor] = None,
                  weight: Optional[Tensor] = None) -> Tensor:
@@ -89,18 +67,57 @@ class SDSGuidance:
         target = (z.float() - g).detach()
         return 0.5 * F.mse_loss(z.float(), target, reduction="sum") / B
 
+
+class SDSGuidance(SDSBase):
+    def __init__(self, unet, vae, text_encoder, tokenizer, scheduler, guidance_scale: float = 50.0,
+                 device="cpu", dtype=torch.float32):
+        super().__init__(scheduler.alphas_cumprod, guidance_scale, device)
+        self.dtype = dtype
+        cast = (lambda m: m.to(self.device)) if dtype == torch.float32 else (lambda m: m.to(self.device, dtype))
+        self.unet = cast(unet).eval().requires_grad_(False)
+        self.vae = cast(vae).eval().requires_grad_(False)
+        self.text_encoder = text_encoder.to(self.device).eval().requires_grad_(False)
+        self.tokenizer, self.scheduler = tokenizer, scheduler
+        self.scaling = float(getattr(vae.config, "scaling_factor", 0.18215))
+        self._emb: Dict[str, Tensor] = {}
+
+    # ------------------------------------------------------------------ text
+    @torch.no_grad()
+    def embed(self, prompt: str) -> Tensor:
+        """[2, L, D] (unconditional, conditional) text embeddings, computed once per prompt and cached."""
+        if prompt not in self._emb:
+            tok = self.tokenizer(["", prompt], padding="max_length",
+                                 max_length=self.tokenizer.model_max_length, truncation=True, return_tensors="pt")
+            self._emb[prompt] = self.text_encoder(tok.input_ids.to(self.device))[0].to(self.dtype)
+        return self._emb[prompt]
+
+    @torch.no_grad()
+    def predict_noise(self, z_t: Tensor, t: Tensor, prompt: str) -> Tensor:
+        """Classifier-free-guided noise prediction eps_hat [B,4,h,w] for noisy latents z_t at t [B]."""
+        B = z_t.shape[0]
+        emb = self.embed(prompt)
+        ctx = torch.cat([emb[:1].expand(B, -1, -1), emb[1:].expand(B, -1, -1)])
+        out = self.unet(torch.cat([z_t, z_t]).to(self.dtype), torch.cat([t, t]), encoder_hidden_states=ctx).sample
+        eps_u, eps_c = out.float().chunk(2)
+        return eps_u + self.guidance_scale * (eps_c - eps_u)
+
     def encode_images(self, rgb: Tensor) -> Tensor:
         """rgb [B,H,W,3] in [0,1] (H, W multiples of 8) -> latents [B,4,H/8,W/8], differentiable."""
         x = (rgb.permute(0, 3, 1, 2) * 2 - 1).to(self.device, self.dtype)
         return self.vae.encode(x).latent_dist.mean.float() * self.scaling
 
 
-def load_guidance(model: str, guidance_scale: float = 50.0, device="cpu", fp16: bool = True) -> SDSGuidance:
-    """Stable Diffusion components from a hub id or a local diffusers folder ('tiny-random': see tiny.py).
+def load_guidance(model: str, guidance_scale: float = 50.0, device="cpu", fp16: bool = True) -> SDSBase:
+    """Stable Diffusion components from a hub id or a local diffusers folder ('tiny-random': see tiny.py;
+    'exemplar:DIR': the exemplar prior of guidance/exemplar.py, no weights).
 
     Raises SceneError, naming the model and how to provide it, when the weights are not available."""
     dev = torch.device(device)
     dtype = torch.float16 if (fp16 and dev.type == "cuda") else torch.float32
+    if model.startswith("exemplar:"):  # exact denoiser of exemplar meshes (guidance/exemplar.py): no weights
+        from .exemplar import ExemplarGuidance
+
+        return ExemplarGuidance(model[len("exemplar:"):], guidance_scale=guidance_scale, device=dev)
     if model == "tiny-random":
         from .tiny import tiny_components
 
@@ -148,7 +165,8 @@ def prompts_for(scene) -> Dict[int, str]:
     return {0: "a photo of an empty room, walls and floor", **{o.id: o.prompt for o in scene.objects}}
 
 
-def timestep_range(start: List[int], end: List[int], progress: float):
-    """Linear anneal of (t_min, t_max) from `start` to `end` as progress goes 0 -> 1."""
-    p = min(max(progress, 0.0), 1.0)
+def timestep_range(start: List[int], end: List[int], progress: float, hold: float = 0.0):
+    """(t_min, t_max): `start` while progress < hold, then linear to `end` at progress 1 (DP-Recon's
+    geometry.yaml holds [0.2, 0.98] of T until step 2500 of 5000, then anneals to [0.02, 0.40])."""
+    p = min(max((progress - hold) / max(1e-8, 1.0 - hold), 0.0), 1.0)
     return (round(start[0] + (end[0] - start[0]) * p), round(start[1] + (end[1] - start[1]) * p))

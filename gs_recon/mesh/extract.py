@@ -15,6 +15,7 @@ import torch
 
 from ..cameras import look_at
 from ..config import MeshConfig
+from ..data.errors import SceneError
 from ..io_utils import atomic_path
 from ..render.api import render
 from .tsdf import TSDFVolume, clean_mesh
@@ -47,8 +48,12 @@ def mesh_for(params, mask: torch.Tensor, scene, cfg: MeshConfig, resolution: int
              sh_degree: int = 0, keep_fraction: float = 0.5):
     """TSDF mesh (internal frame) of the Gaussians selected by mask [N] bool, or None.
 
-    is_object: add orbit views around the box, carve free space through the silhouettes and close the
-    surface (a watertight solid); otherwise (background) training views only, open surface."""
+    is_object: add orbit views around the box; with cfg.object_mode "closed" also carve free space
+    through the silhouettes and close the surface (a watertight solid), with "open" fuse only what the
+    Gaussians render; otherwise (background) training views only, open surface."""
+    if cfg.object_mode not in ("closed", "open"):
+        raise SceneError(f"--mesh.object_mode {cfg.object_mode}: unknown; use closed or open")
+    carve = is_object and cfg.object_mode == "closed"
     sel = {k: v.detach().cpu()[mask] for k, v in params.items()}
     if sel["means"].shape[0] < 4:
         return None
@@ -72,11 +77,11 @@ def mesh_for(params, mask: torch.Tensor, scene, cfg: MeshConfig, resolution: int
             ok = out.alpha[0, ..., 0] > cfg.alpha_thresh
             # an object rendered alone: where it does not cover the pixel, the whole ray is free space
             # (depth = FREE carves it); the background has no such silhouette, its empty pixels carry no data
-            empty = torch.full_like(ok, FREE if is_object else 0.0, dtype=torch.float32)
+            empty = torch.full_like(ok, FREE if carve else 0.0, dtype=torch.float32)
             dep = torch.where(ok, out.median_depth[0, ..., 0], empty)
             rgb = (out.rgb[0] / out.alpha[0].clamp(min=1e-3)).clamp(0, 1)
             vol.integrate(dep, gK[i], gv[i], rgb)
-    return clean_mesh(vol.extract(closed=is_object), keep_fraction=keep_fraction)
+    return clean_mesh(vol.extract(closed=carve), keep_fraction=keep_fraction)
 
 
 def to_world_mesh(mesh, world_from_internal: torch.Tensor):

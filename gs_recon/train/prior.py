@@ -1,18 +1,19 @@
 """Stages 2 and 3: the generative prior (DP-Recon on Gaussians). See docs/PRIOR.md.
 
 Stage 2 (geometry): one object per step, round-robin, background included; the object rendered alone
-from novel cameras gives camera-space normals + opacity (4 channels), resized to the latent grid and used
-directly as SD latents (no VAE); SDS weighted per pixel by geometry_weight(V) and, per Gaussian, its
-gradients scaled by geometry_weight(v). Geometry parameters train; reconstruction losses stay on.
+from novel cameras gives DP-Recon's 4-channel geometry latent (camera-space normals from the rendered
+depth, in DP-Recon's camera convention, over a (0, 0, 1) background, and 2 * opacity - 1), resized to the
+latent grid and used directly as SD latents (no VAE); SDS weighted per pixel by w(V). Geometry parameters
+train from fresh Adam moments at the means LR of stage 1's start; reconstruction losses stay on.
 Stage 3 (appearance): objects only (background appearance SDS invents objects); RGB renders through the
-VAE; SDS only where V < 0.3 (per pixel) and on Gaussians with v < 0.3; only colours (sh0, shN) train, the
-reconstruction RGB loss is kept strong.
-Visibility v is recomputed from the training views at each stage boundary.
+VAE; SDS only where V < 0.3; only colours (sh0, shN) train, the reconstruction RGB loss is kept strong.
+Visibility: each Gaussian's best single-view visibility at the end of stage 1, frozen in per-label grids
+indexed by position (visibility.VisibilityGrid) and read at the Gaussians' current positions.
 """
 from __future__ import annotations
 
 import logging
-from typing import Callable, Dict, List, Optional
+from typing import Dict, List, Optional
 
 import torch
 import torch.nn.functional as F
@@ -21,8 +22,8 @@ from torch import Tensor
 from ..config import PriorConfig
 from ..guidance.cameras import background_cameras, object_cameras
 from ..guidance.sd import SDSGuidance, prompts_for, timestep_range
-from ..render.api import render
-from ..visibility import appearance_weight, geometry_weight, update_params_visibility
+from ..render.api import normals_from_depth, render
+from ..visibility import VisibilityGrid, appearance_weight, geometry_weight, max_view_visibility
 
 log = logging.getLogger("gs_recon")
 
@@ -58,6 +59,31 @@ def _on_grid(V: Tensor, z: Tensor) -> Tensor:
     return F.interpolate(V.permute(0, 3, 1, 2), size=z.shape[-2:], mode="area")
 
 
+def surface_normals(out, Ks: Tensor) -> Tensor:
+    """Camera-space (OpenCV) unit normals [B,H,W,3] that depend on positions: central differences of the
+    rendered expected depth where the pixel and its 4 neighbours are covered (alpha > 0.5), elsewhere
+    (silhouette edges) the alpha-composited shortest-axis normals, normalised. SDS on these moves means:
+    on shortest-axis normals alone it can be satisfied by turning Gaussians in place."""
+    a = out.alpha[..., 0]
+    ok = a > 0.5
+    inner = torch.zeros_like(ok)
+    inner[:, 1:-1, 1:-1] = ok[:, 1:-1, 1:-1] & ok[:, :-2, 1:-1] & ok[:, 2:, 1:-1] & ok[:, 1:-1, :-2] & ok[:, 1:-1, 2:]
+    nd = normals_from_depth(out.depth, Ks)
+    ng = F.normalize(out.normals, dim=-1, eps=1e-6)
+    return torch.where(inner[..., None], nd, ng)
+
+
+def geometry_latent(normals_cv: Tensor, alpha: Tensor) -> Tensor:
+    """DP-Recon's geometry-stage input (threestudio's comp_normal_cam_vis + opacity, then x 2 - 1):
+    [n o + (1 - o) (0, 0, 1), 2 o - 1] with n in DP-Recon's camera frame (threestudio's OpenGL camera
+    with x flipped, which is the OpenCV normal negated: a surface facing the camera is (0, 0, 1)).
+    normals_cv [B,H,W,3] unit (OpenCV camera frame), alpha [B,H,W,1] -> [B,4,H,W]."""
+    n = -normals_cv
+    bg = torch.tensor([0.0, 0.0, 1.0], dtype=n.dtype, device=n.device)
+    rgb = n * alpha + (1 - alpha) * bg
+    return torch.cat([rgb, 2 * alpha - 1], -1).permute(0, 3, 1, 2)
+
+
 class PriorStages:
     """Drives stages 2 and 3 on a reconstruction Trainer with an SDSGuidance."""
 
@@ -65,6 +91,7 @@ class PriorStages:
         self.tr, self.g, self.cfg = trainer, guidance, cfg
         s = trainer.scene
         self.prompts = prompts_for(s)
+        self.category = {o.id: o.category for o in s.objects}
         self.objects = self._objects_seen()
         self.geo_ids = self.objects + ([0] if cfg.background_geometry else [])
         self.gen = torch.Generator().manual_seed(trainer.cfg.train.seed + 17)
@@ -87,10 +114,32 @@ class PriorStages:
             ids.append(o.id)
         return ids
 
-    # ------------------------------------------------------------------ helpers
+    # ------------------------------------------------------------------ visibility
+    @property
+    def vis_grid(self) -> VisibilityGrid:
+        """The frozen position-indexed visibility (built at the first call, i.e. at the end of stage 1;
+        kept in the trainer's checkpoint, so a resumed run reads the same grid)."""
+        tr = self.tr
+        if "visibility_grid" not in tr.extra:
+            s, p = tr.scene, tr.params
+            idx = s.train_idx
+            with torch.no_grad():
+                v = max_view_visibility(p, s.viewmats[idx].to(tr.device), s.Ks[idx].to(tr.device), s.width,
+                                        s.height, backend=tr.cfg.train.backend)
+            grid = VisibilityGrid.build(p["means"], p["labels"], v, self.cfg.vis_grid_resolution)
+            tr.extra["visibility_grid"] = grid.state_dict()
+            log.info("visibility frozen after reconstruction: mean best-view v %.3f over %d Gaussians",
+                     float(v.mean()), v.numel())
+        if getattr(self, "_grid_src", None) is not tr.extra["visibility_grid"]:
+            self._grid_src = tr.extra["visibility_grid"]
+            self._grid = VisibilityGrid.from_state_dict(self._grid_src)
+        return self._grid
+
     def refresh_visibility(self) -> None:
+        """params["visibility"] = the frozen grid at the Gaussians' current positions."""
+        p = self.tr.params
         with torch.no_grad():
-            update_params_visibility(self.tr.params, self.tr.scene, self.cfg.vis_count_thresh)
+            p["visibility"].data.copy_(self.vis_grid.query(p["means"], p["labels"]).to(p["visibility"]))
 
     def _box(self, oid: int):
         p = self.tr.params
@@ -111,18 +160,20 @@ class PriorStages:
         lo, hi = self._box(oid)
         return object_cameras(lo, hi, s.up, n, size, progress, self.gen, c.elevation, c.elevation_end, c.fovy, c.fill)
 
-    def render_alone(self, oid: int, vms: Tensor, Ks: Tensor, size: int, gweight: Optional[Callable] = None,
-                     sh_degree: int = 0, background: Optional[Tensor] = None):
-        """Object `oid` alone, with its visibility image V as the extra channel. gweight(v) -> [N] scales
-        each Gaussian's gradients (cfg.gaussian_weighting)."""
+    def render_alone(self, oid: int, vms: Tensor, Ks: Tensor, size: int, sh_degree: int = 0,
+                     background: Optional[Tensor] = None):
+        """Object `oid` alone, with its visibility image V (the frozen grid at its Gaussians' current
+        positions, composited) as the extra channel. With cfg.gaussian_gate > 0, Gaussians whose v reaches
+        the gate pass no SDS gradient (a binary gate; the weighting itself is per pixel)."""
         p = self.tr.params
         m = p["labels"] == oid
         sub = {k: v[m] for k, v in p.items()}
-        if gweight is not None and self.cfg.gaussian_weighting:
-            sub = scale_gaussian_grads(sub, gweight(sub["visibility"].detach()), self.tr.trainable)
+        v = self.vis_grid.query(sub["means"], sub["labels"])
+        if self.cfg.gaussian_gate > 0:
+            sub = scale_gaussian_grads(sub, (v < self.cfg.gaussian_gate).float(), self.tr.trainable)
         dev = self.tr.device
         return render(sub, vms.to(dev), Ks.to(dev), size, size, sh_degree=sh_degree, background=background,
-                      extra=sub["visibility"].detach()[:, None], backend=self.tr.cfg.train.backend)
+                      extra=v[:, None], backend=self.tr.cfg.train.backend)
 
     def _pick(self) -> int:
         """Round-robin index of this step's object; with several ranks, each rank takes its own shard."""
@@ -138,27 +189,74 @@ class PriorStages:
         c = self.cfg
         oid = self.geo_ids[self._pick() % len(self.geo_ids)]
         vms, Ks = self.cameras(oid, c.views_per_step, c.geometry_render, progress)
-        out = self.render_alone(oid, vms, Ks, c.geometry_render, gweight=geometry_weight)
-        x = torch.cat([out.normals, out.alpha], -1).permute(0, 3, 1, 2)  # [B,4,H,W]
+        out = self.render_alone(oid, vms, Ks, c.geometry_render)
+        x = geometry_latent(surface_normals(out, Ks.to(out.depth)), out.alpha)  # [B,4,H,W]
         z = F.interpolate(x, size=(c.geometry_latent, c.geometry_latent), mode="bilinear", align_corners=False)
         w = None
         if c.pixel_weighting:
-            w = geometry_weight(_on_grid(out.extra, z).clamp(0, 1))
-        t_range = timestep_range(c.geo_t_start, c.geo_t_end, progress)
+            w = geometry_weight(_on_grid(out.extra, z).clamp(0, 1), c.none_vis_max, c.vis_max)
+        t_range = timestep_range(c.geo_t_start, c.geo_t_end, progress, hold=c.geo_t_hold)
+        self._prepare("geometry", oid, vms, Ks, c.geometry_render, c.geometry_latent)
         loss = c.sds_geometry_lambda * self.g.sds_loss(z, self.prompts[oid], t_range, w, generator=self.gen)
         return {"sds_geo": loss}
+
+    def _prepare(self, kind: str, oid: int, vms: Tensor, Ks: Tensor, render_size: int, size: int) -> None:
+        """Guidance that needs the step's cameras (the exemplar prior renders its exemplars there):
+        prepare(kind, category, viewmats [B,4,4], Ks [B,3,3] for a size x size latent image, the object's
+        upright_box (None for the background))."""
+        prep = getattr(self.g, "prepare", None)
+        if prep is not None:
+            K = Ks.clone().float()
+            K[:, :2] *= size / render_size
+            prep(kind, self.category.get(oid, ""), vms, K, size, self.upright_box(oid) if oid > 0 else None)
+
+    def upright_box(self, oid: int):
+        """The object's box in an upright frame: (centre [3] internal, extents [3] along the basis, basis
+        [3,3] whose rows are two horizontal axes and the scene's up). The horizontal axes are the yaw that
+        gives the smallest horizontal box (a box-shaped object's faces). Extents are the 2-98% quantiles of
+        the centres padded by 3 median Gaussian sizes (the centres of a surface's Gaussians sit inside it:
+        a 0.40 m ball's span 0.32 m). Known bias: the visual hull leaves never-seen Gaussians below the
+        floor, so the vertical extent is too large (0.49 m for a 0.35 m box in the benchmark scenes)."""
+        import math
+
+        from ..guidance.cameras import _basis
+
+        p = self.tr.params
+        m = p["labels"] == oid
+        pts = p["means"].detach()[m].float()
+        op = torch.sigmoid(p["opacities"].detach()[m])
+        size = torch.exp(p["scales"].detach()[m]).float().max(1).values
+        keep = op > 0.1
+        if int(keep.sum()) > 10:
+            pts, size = pts[keep], size[keep]
+        pts, size = pts.cpu(), size.cpu()
+        a, b, up = _basis(self.tr.scene.up.float())
+        h = pts @ torch.stack([a, b]).T  # [n, 2] horizontal coordinates
+        best = None
+        for k in range(45):  # yaw in 2 degree steps over a quarter turn
+            th = math.pi / 2 * k / 45
+            ax = torch.tensor([[math.cos(th), math.sin(th)], [-math.sin(th), math.cos(th)]])
+            q = h @ ax.T
+            ext = torch.quantile(q, 0.98, dim=0) - torch.quantile(q, 0.02, dim=0)
+            if best is None or float(ext.prod()) < best[0]:
+                best = (float(ext.prod()), ax)
+        ax = best[1]
+        B = torch.stack([ax[0, 0] * a + ax[0, 1] * b, ax[1, 0] * a + ax[1, 1] * b, up])
+        u = pts @ B.T
+        lo, hi = torch.quantile(u, 0.02, dim=0), torch.quantile(u, 0.98, dim=0)
+        return B.T @ ((lo + hi) / 2), hi - lo + 3 * float(size.median()), B
 
     def appearance_sds(self, progress: float) -> Dict[str, Tensor]:
         c = self.cfg
         oid = self.objects[self._pick() % len(self.objects)]
         vms, Ks = self.cameras(oid, c.views_per_step, c.appearance_res, 1.0)
-        out = self.render_alone(oid, vms, Ks, c.appearance_res,
-                                gweight=lambda v: appearance_weight(v, c.appearance_vis_thresh),
-                                sh_degree=self.tr.cfg.model.sh_degree, background=self.tr.bg)
+        out = self.render_alone(oid, vms, Ks, c.appearance_res, sh_degree=self.tr.cfg.model.sh_degree,
+                                background=self.tr.bg)
         z = self.g.encode_images(out.rgb.clamp(0, 1))
         w = None
         if c.pixel_weighting:
             w = appearance_weight(_on_grid(out.extra, z), c.appearance_vis_thresh)
+        self._prepare("appearance", oid, vms, Ks, c.appearance_res, z.shape[-1])
         loss = c.sds_appearance_lambda * self.g.sds_loss(z, self.prompts[oid], c.app_t, w, generator=self.gen)
         return {"sds_app": loss}
 
@@ -171,7 +269,10 @@ class PriorStages:
 
         tr = self.tr
         t0 = time.time()
-        tr.set_trainable(keys)
+        if tr.step <= start:  # a fresh stage (a resumed one keeps its checkpointed moments and LRs)
+            tr.start_stage(keys, {"means": self.cfg.lr_means * tr.scene_scale})
+        else:
+            tr.set_trainable(keys)
         self.refresh_visibility()
         tr.fit(start + iters, progress=progress, ckpt_path=ckpt_path, stage=label,
                step_fn=lambda gen: tr.train_step(gen, extra_losses=lambda: sds((tr.step - start) / max(1, iters)),

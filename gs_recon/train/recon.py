@@ -66,6 +66,7 @@ class Trainer:
         self._good: Optional[Dict] = None
         self._gen: Optional[torch.Generator] = None  # fit()'s view sampler while it runs (checkpointed)
         self._gen_resume: Optional[Tensor] = None  # a loaded sampler state the next fit() continues from
+        self.extra: Dict[str, Dict[str, Tensor]] = {}  # checkpointed state of later stages (visibility grid)
         self.gt = scene.images.to(self.device)
         self.bg = scene.background_color.to(self.device)
         self.history: List[Dict[str, float]] = []
@@ -92,6 +93,17 @@ class Trainer:
         )
         self.strategy.check_sanity(self.params, self.optimizers)
         self.strategy_state = self.strategy.initialize_state(scene_scale=self.scene_scale)
+
+    def start_stage(self, keys, lrs: Dict[str, float]) -> None:
+        """A new training stage: only `keys` train, from fresh Adam moments, at learning rates `lrs`
+        (key -> lr; others keep theirs). Stage 1's decayed means LR would otherwise stay at 1%."""
+        self.set_trainable(keys)
+        for k in keys:
+            o = self.optimizers[k]
+            o.state.clear()
+            if k in lrs:
+                for g in o.param_groups:
+                    g["lr"] = lrs[k]
 
     def set_trainable(self, keys) -> None:
         """Only `keys` receive gradients and optimizer steps (stages switch this)."""
@@ -292,6 +304,8 @@ class Trainer:
             "sched": [s.state_dict() for s in self.schedulers],
             "strategy": {k: (v.cpu() if isinstance(v, Tensor) else v) for k, v in self.strategy_state.items()},
         }
+        if self.extra:
+            st["extra"] = self.extra
         if not self.sharded:  # per-rank streams: a merged checkpoint keeps none (resume re-seeds)
             st["rng"] = {"torch": torch.get_rng_state(),
                          "sampler": self._gen.get_state() if self._gen is not None else torch.zeros(0, dtype=torch.uint8)}
@@ -344,6 +358,7 @@ class Trainer:
         for s, sd in zip(self.schedulers, ck.get("sched", [])):
             s.load_state_dict(sd)
         self.strategy_state = {k: (v.to(self.device) if isinstance(v, Tensor) else v) for k, v in ck["strategy"].items()}
+        self.extra = dict(ck.get("extra", {}))
         self.step = int(ck["step"])
 
     # ------------------------------------------------------------------ evaluation

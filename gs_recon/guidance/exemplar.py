@@ -1,0 +1,194 @@
+"""The exemplar prior: SDS with the exact (minimum-error) denoiser of a finite set of exemplar renders.
+
+A diffusion model trained to convergence on a finite data set {x_k} has the denoiser
+    E[x0 | z_t] = sum_k softmax_k( -|z_t - sqrt(abar_t) x_k|^2 / (2 (1 - abar_t)) ) x_k
+and the noise prediction eps_hat = (z_t - sqrt(abar_t) E[x0 | z_t]) / sqrt(1 - abar_t). Here the x_k are
+DP-Recon geometry latents (normal + opacity, train/prior.py::geometry_latent) of exemplar meshes of the
+object's category, fitted into the object's box (upright, four yaw rotations), ray cast at the SDS camera
+of the step. Classifier-free guidance as with Stable Diffusion: the category's exemplars are the
+conditional set, all categories' exemplars the unconditional set. Everything else (timesteps, noise,
+w(t), per-pixel visibility weights) is the SDS path Stable Diffusion uses (guidance/sd.py::SDSBase).
+
+It needs no weights: a user with a few CAD models of the right kind (DIR/<category>/*.obj|ply|glb|stl,
++z up) gets completion offline. Its knowledge is exactly those shapes: it pulls an object towards the
+nearest exemplar (after fitting into the object's box), so it cannot invent detail the library lacks.
+It guides geometry only: appearance and background SDS steps get no gradient from it.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..data.errors import SceneError
+from .sd import SDSBase
+
+log = logging.getLogger("gs_recon")
+
+MESH_EXTS = (".obj", ".ply", ".glb", ".gltf", ".stl", ".off")
+
+
+def sd_alphas_cumprod(n: int = 1000, beta_start: float = 0.00085, beta_end: float = 0.012) -> Tensor:
+    """Stable Diffusion's 'scaled_linear' DDPM schedule: abar_t for t = 0..n-1, [n]."""
+    betas = torch.linspace(beta_start ** 0.5, beta_end ** 0.5, n, dtype=torch.float64) ** 2
+    return torch.cumprod(1 - betas, 0).float()
+
+
+class _Exemplar:
+    """One mesh in canonical form (bounding-box centre at the origin, +z up) with its ray intersector."""
+
+    def __init__(self, path: Path, category: str):
+        import trimesh
+
+        m = trimesh.load(path, force="mesh", process=True)
+        if not isinstance(m, trimesh.Trimesh) or len(m.faces) == 0:
+            raise SceneError(f"{path}: no triangles (exemplar meshes must be triangle meshes)")
+        m.apply_translation(-m.bounds.mean(0))
+        self.mesh, self.category, self.name = m, category, path.stem
+        try:
+            from trimesh.ray.ray_pyembree import RayMeshIntersector
+        except Exception:  # no embree: trimesh's pure-python intersector (slow)
+            from trimesh.ray.ray_triangle import RayMeshIntersector
+        self.rmi = RayMeshIntersector(m)
+
+    def extents_after_yaw(self, yaw: float) -> np.ndarray:
+        c, s = math.cos(yaw), math.sin(yaw)
+        R = np.array([[c, -s, 0], [s, c, 0], [0, 0, 1.0]])
+        return np.ptp(self.mesh.vertices @ R.T, axis=0)
+
+
+def load_library(root: Path) -> List[_Exemplar]:
+    """DIR/<category>/<mesh files> -> exemplars; clear errors for a missing or empty library."""
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise SceneError(f"{root}: exemplar library not found; --prior.model exemplar:DIR needs DIR/<category>/*.obj")
+    out = []
+    for cat in sorted(p for p in root.iterdir() if p.is_dir()):
+        for f in sorted(cat.iterdir()):
+            if f.suffix.lower() in MESH_EXTS:
+                out.append(_Exemplar(f, cat.name))
+    if not out:
+        raise SceneError(f"{root}: no exemplar meshes ({', '.join(MESH_EXTS)}) in any DIR/<category>/ folder")
+    return out
+
+
+class ExemplarGuidance(SDSBase):
+    """Exact denoiser of exemplar geometry latents, used through the same SDS code as Stable Diffusion."""
+
+    def __init__(self, root: str | Path, guidance_scale: float = 50.0, device="cpu", yaws: int = 4,
+                 supersample: int = 2):
+        super().__init__(sd_alphas_cumprod(), guidance_scale, device)
+        self.library = load_library(Path(root))
+        self.categories = sorted({e.category for e in self.library})
+        self.yaws = [2 * math.pi * k / yaws for k in range(yaws)]
+        self.supersample = supersample
+        self.x: Optional[Tensor] = None  # [K, B, 4, h, w] exemplar latents at this step's cameras
+        self.cond: Optional[Tensor] = None  # [K] bool: in the object's category
+        self._warned: Dict[str, bool] = {}
+        log.info("exemplar prior: %d meshes in %d categories (%s)", len(self.library), len(self.categories),
+                 ", ".join(self.categories))
+
+    # ------------------------------------------------------------------ exemplar renders
+    @torch.no_grad()
+    def prepare(self, kind: str, category: str, viewmats: Tensor, Ks: Tensor, size: int, box) -> None:
+        """Render every exemplar, fitted into the object's upright box at each yaw, from the step's cameras
+        viewmats [B,4,4], Ks [B,3,3] (for a size x size image) as geometry latents. box: (centre [3],
+        extents [3], basis [3,3] rows = two horizontal axes and up), internal frame; None: background."""
+        self.x = self.cond = None
+        what = "background" if box is None else kind
+        if kind != "geometry" or box is None:
+            if not self._warned.get(what):
+                self._warned[what] = True
+                log.warning("exemplar prior: no guidance for %s steps (it knows object geometry only)", what)
+            return
+        if category not in self.categories:
+            if not self._warned.get(category):
+                self._warned[category] = True
+                log.warning("exemplar prior: no exemplars of category '%s' (library has %s): that object gets "
+                            "no prior", category, ", ".join(self.categories))
+            return
+        centre, ext, basis = (t.double().numpy() for t in box)
+        xs = []
+        for e in self.library:
+            for yaw in self.yaws:
+                xs.append(self._render(e, yaw, centre, ext, basis, viewmats, Ks, size))
+        self.x = torch.stack(xs).to(self.device)  # [K, B, 4, h, w]
+        self.cond = torch.tensor([e.category == category for e in self.library for _ in self.yaws], device=self.device)
+
+    def _render(self, e: _Exemplar, yaw: float, centre, ext, basis, viewmats: Tensor, Ks: Tensor, size: int) -> Tensor:
+        """Geometry latent [B,4,size,size] of exemplar e (yawed about up, scaled per axis into the upright
+        box) by ray casting at supersample x resolution, area-averaged (as the Gaussian render is resized).
+        Canonical -> internal: x = centre + basis^T diag(scale) R_yaw x_can."""
+        from ..train.prior import geometry_latent
+
+        c, s = math.cos(yaw), math.sin(yaw)
+        R = np.array([[c, -s, 0], [s, c, 0], [0, 0, 1.0]])
+        scale = ext / np.maximum(e.extents_after_yaw(yaw), 1e-9)
+        A = R.T @ np.diag(1.0 / scale) @ basis  # internal -> canonical: x_can = A (x_int - centre)
+        S = size * self.supersample
+        ys, xs = np.meshgrid(np.arange(S) + 0.5, np.arange(S) + 0.5, indexing="ij")
+        out = []
+        for vm, K in zip(viewmats.double().numpy(), Ks.double().numpy()):
+            Kf = K.copy()
+            Kf[:2] *= self.supersample
+            d_cam = np.stack([(xs - Kf[0, 2]) / Kf[0, 0], (ys - Kf[1, 2]) / Kf[1, 1], np.ones_like(xs)], -1).reshape(-1, 3)
+            Rw, tw = vm[:3, :3], vm[:3, 3]
+            o_w = -Rw.T @ tw
+            d_w = d_cam @ Rw  # camera -> world directions (rows): R^T d
+            o_c = A @ (o_w - centre)
+            d_c = d_w @ A.T
+            n_cam = np.zeros((S * S, 3))
+            hit = np.zeros(S * S, bool)
+            tri, ray = e.rmi.intersects_id(np.broadcast_to(o_c, d_c.shape), d_c, multiple_hits=False)
+            if len(ray):
+                n_can = e.mesh.face_normals[tri]  # canonical normals -> internal: A^T n (inverse transpose)
+                n_int = n_can @ A
+                n_int /= np.linalg.norm(n_int, axis=1, keepdims=True) + 1e-12
+                nc = n_int @ Rw.T  # world -> camera
+                flip = (nc * d_cam[ray]).sum(1) > 0  # face the camera
+                nc[flip] *= -1
+                n_cam[ray], hit[ray] = nc, True
+            n = torch.from_numpy(n_cam).float().view(1, S, S, 3)
+            a = torch.from_numpy(hit).float().view(1, S, S, 1)
+            lat = geometry_latent(n, a)  # [1,4,S,S]
+            out.append(F.avg_pool2d(lat, self.supersample) if self.supersample > 1 else lat)
+        return torch.cat(out)
+
+    # ------------------------------------------------------------------ the exact denoiser
+    def x0_hat(self, z_t: Tensor, ab: Tensor, subset: Tensor) -> Tensor:
+        """E[x0 | z_t] over the exemplars in `subset` [K] bool. z_t [B,4,h,w], ab [B] -> [B,4,h,w]."""
+        x = self.x[subset]  # [k, B, 4, h, w]
+        sa = ab.sqrt().view(1, -1, 1, 1, 1)
+        d2 = ((z_t[None] - sa * x) ** 2).flatten(2).sum(-1)  # [k, B]
+        logits = -d2 / (2 * (1 - ab).view(1, -1))
+        w = torch.softmax(logits, dim=0)  # over exemplars, per batch element
+        return (w[..., None, None, None] * x).sum(0)
+
+    @torch.no_grad()
+    def predict_noise(self, z_t: Tensor, t: Tensor, prompt: str) -> Tensor:
+        if self.x is None:
+            raise RuntimeError("exemplar prior: predict_noise before prepare()")
+        ab = self.alphas_cumprod[t]
+        sa, s1 = ab.sqrt().view(-1, 1, 1, 1), (1 - ab).sqrt().view(-1, 1, 1, 1)
+        eps_c = (z_t - sa * self.x0_hat(z_t, ab, self.cond)) / s1
+        eps_u = (z_t - sa * self.x0_hat(z_t, ab, torch.ones_like(self.cond))) / s1
+        return eps_u + self.guidance_scale * (eps_c - eps_u)
+
+    def sds_loss(self, z: Tensor, prompt: str, t_range, weight: Optional[Tensor] = None,
+                 generator: Optional[torch.Generator] = None, noise: Optional[Tensor] = None,
+                 t: Optional[Tensor] = None) -> Tensor:
+        """SDSBase.sds_loss; zero (no gradient) where prepare() found nothing to guide with."""
+        if self.x is None:
+            return (z * 0).sum()
+        return super().sds_loss(z, prompt, t_range, weight, generator, noise, t)
+
+    def encode_images(self, rgb: Tensor) -> Tensor:
+        """Appearance steps: no appearance knowledge; a stand-in latent so the stage runs (zero SDS)."""
+        x = rgb.permute(0, 3, 1, 2) * 2 - 1
+        return F.avg_pool2d(x, 8)
