@@ -260,9 +260,9 @@ def depth_maps_around(mesh, n_views: int = 30, size: int = 160, dist: float = 1.
 # Shapes "of the same kind" as each generator object, never the exact one placed in the scene: other
 # proportions, bevels, radii, facet counts for the primitives; other real meshes of the same kind for the
 # real ones (../shared/data/meshes: four-legged animals cow + spot, figures homer + cheburashka).
-SAME_KIND = {"spot": ["cow.obj"], "spot_triangulated": ["cow.obj"], "cow": ["spot/spot_triangulated.obj"],
+SAME_KIND = {"spot": ["cow.obj"], "cow": ["spot/spot.obj"],
              "homer": ["cheburashka.obj"], "cheburashka": ["homer.obj"],
-             "stanford_bunny": ["cow.obj", "spot/spot_triangulated.obj"]}
+             "stanford_bunny": ["cow.obj", "spot/spot.obj"]}
 
 
 def _variants(name: str):
