@@ -5,6 +5,7 @@ Every constant the method uses lives here with a comment saying where it comes f
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -112,7 +113,6 @@ class PriorConfig:
     sds_appearance_lambda: float = 1.0e-3
     appearance_rgb_lambda: float = 10.0  # reconstruction RGB loss kept strong in stage 3
     appearance_vis_thresh: float = 0.3  # appearance SDS only where V < 0.3
-    vis_count_thresh: float = 0.01  # a pixel counts as an observation when alpha*T > this
     pixel_weighting: bool = True  # per-pixel SDS weights w(V) from the rendered visibility V (DP-Recon)
     none_vis_max: float = 20.0  # w(V) at V = 0 (geometry.yaml none_vis_region_max)
     vis_max: float = 0.1  # w(V) at V = 0.5+ is vis_max (2 - 2V) (geometry.yaml vis_region_max; paper: 1)
@@ -169,9 +169,22 @@ def _coerce(value: str, typ: Any, key: str):
     return value
 
 
+# Keys earlier versions had: a run's saved scene.json or an old preset may still hold them. They are
+# skipped with a warning when read from a file, and a clear error on the command line.
+RETIRED = {
+    "prior.gaussian_weighting": "the per-Gaussian SDS weighting was replaced by per-pixel weighting only "
+                                "(DP-Recon); --prior.gaussian_gate is the optional binary per-Gaussian gate",
+    "prior.vis_count_thresh": "visibility for the prior is the best view's ratio, which no count threshold changes",
+}
+
+
 def _apply(obj, d: Dict[str, Any], prefix: str, source: str):
     fields = {f.name: f for f in dataclasses.fields(obj)}
     for k, v in d.items():
+        if f"{prefix}{k}" in RETIRED:
+            warnings.warn(f"gs_recon: {source}: '{prefix}{k}' is retired and ignored ({RETIRED[prefix + k]})",
+                          stacklevel=2)
+            continue
         if k not in fields:
             raise SceneError(f"{source}: unknown config key '{prefix}{k}' (valid: {', '.join(sorted(fields))})")
         cur = getattr(obj, k)
@@ -211,6 +224,8 @@ def load_config(path: Optional[str | Path] = None, overrides: Optional[List[str]
 
 def apply_override(cfg: Config, key: str, value: str) -> None:
     """Set ``key`` ('train.iterations') to ``value`` (a string, coerced to the field's type)."""
+    if key in RETIRED:
+        raise SceneError(f"command line: --{key} is retired ({RETIRED[key]})")
     obj, parts = cfg, key.split(".")
     for part in parts[:-1]:
         if not hasattr(obj, part) or not dataclasses.is_dataclass(getattr(obj, part)):

@@ -143,3 +143,23 @@ def test_object_seen_in_no_training_view_skips_its_prior(base, caplog):
         ps = PriorStages(t, load_guidance("tiny-random"), cfg.prior)
     assert ps.objects == [1] and 2 not in ps.geo_ids
     assert "object 2" in caplog.text and "no training view" in caplog.text
+
+
+def test_retired_config_keys(tmp_path):
+    """A run saved by an earlier version (scene.json config with prior.gaussian_weighting and
+    prior.vis_count_thresh) still loads, with a warning naming the key; on the command line the key is a
+    one-line error that says why it went. Any other unknown key stays an error."""
+    from gs_recon.config import Config, config_from_dict, load_config
+    from gs_recon.data.errors import SceneError
+
+    old = Config().to_dict()
+    old["prior"]["gaussian_weighting"] = True
+    old["prior"]["vis_count_thresh"] = 0.01
+    with pytest.warns(UserWarning, match="prior.gaussian_weighting' is retired"):
+        cfg = config_from_dict(old, "run/scene.json")
+    assert cfg.prior.pixel_weighting and not hasattr(cfg.prior, "gaussian_weighting")
+    with pytest.raises(SceneError, match="--prior.gaussian_weighting is retired"):
+        load_config(None, ["--prior.gaussian_weighting", "true"])
+    old["prior"]["no_such_key"] = 1
+    with pytest.raises(SceneError, match="unknown config key 'prior.no_such_key'"):
+        config_from_dict(old, "run/scene.json")

@@ -50,17 +50,22 @@ class _Exemplar:
         if not isinstance(m, trimesh.Trimesh) or len(m.faces) == 0:
             raise SceneError(f"{path}: no triangles (exemplar meshes must be triangle meshes)")
         m.apply_translation(-m.bounds.mean(0))
-        self.mesh, self.category, self.name = m, category, path.stem
+        self.mesh, self.category = m, category
         try:
             from trimesh.ray.ray_pyembree import RayMeshIntersector
         except Exception:  # no embree: trimesh's pure-python intersector (slow)
             from trimesh.ray.ray_triangle import RayMeshIntersector
         self.rmi = RayMeshIntersector(m)
 
-    def extents_after_yaw(self, yaw: float) -> np.ndarray:
-        c, s = math.cos(yaw), math.sin(yaw)
-        R = np.array([[c, -s, 0], [s, c, 0], [0, 0, 1.0]])
+    def extents(self, R: np.ndarray) -> np.ndarray:
+        """[3] box extents of the mesh rotated by R [3,3]."""
         return np.ptp(self.mesh.vertices @ R.T, axis=0)
+
+
+def _yaw(a: float) -> np.ndarray:
+    """Rotation [3,3] by a about +z."""
+    c, s = math.cos(a), math.sin(a)
+    return np.array([[c, -s, 0], [s, c, 0], [0, 0, 1.0]])
 
 
 def load_library(root: Path) -> List[_Exemplar]:
@@ -86,7 +91,7 @@ class ExemplarGuidance(SDSBase):
         super().__init__(sd_alphas_cumprod(), guidance_scale, device)
         self.library = load_library(Path(root))
         self.categories = sorted({e.category for e in self.library})
-        self.yaws = [2 * math.pi * k / yaws for k in range(yaws)]
+        self.yaws = [_yaw(2 * math.pi * k / yaws) for k in range(yaws)]
         self.supersample = supersample
         self.x: Optional[Tensor] = None  # [K, B, 4, h, w] exemplar latents at this step's cameras
         self.cond: Optional[Tensor] = None  # [K] bool: in the object's category
@@ -114,33 +119,36 @@ class ExemplarGuidance(SDSBase):
                             "no prior", category, ", ".join(self.categories))
             return
         centre, ext, basis = (t.double().numpy() for t in box)
-        xs = []
-        for e in self.library:
-            for yaw in self.yaws:
-                xs.append(self._render(e, yaw, centre, ext, basis, viewmats, Ks, size))
-        self.x = torch.stack(xs).to(self.device)  # [K, B, 4, h, w]
+        rays = self._rays(viewmats, Ks, size)  # the same for every exemplar and yaw
+        self.x = torch.stack([self._render(e, R, centre, ext, basis, rays, size)
+                              for e in self.library for R in self.yaws]).to(self.device)  # [K, B, 4, h, w]
         self.cond = torch.tensor([e.category == category for e in self.library for _ in self.yaws], device=self.device)
 
-    def _render(self, e: _Exemplar, yaw: float, centre, ext, basis, viewmats: Tensor, Ks: Tensor, size: int) -> Tensor:
-        """Geometry latent [B,4,size,size] of exemplar e (yawed about up, scaled per axis into the upright
-        box) by ray casting at supersample x resolution, area-averaged (as the Gaussian render is resized).
-        Canonical -> internal: x = centre + basis^T diag(scale) R_yaw x_can."""
-        from ..train.prior import geometry_latent
-
-        c, s = math.cos(yaw), math.sin(yaw)
-        R = np.array([[c, -s, 0], [s, c, 0], [0, 0, 1.0]])
-        scale = ext / np.maximum(e.extents_after_yaw(yaw), 1e-9)
-        A = R.T @ np.diag(1.0 / scale) @ basis  # internal -> canonical: x_can = A (x_int - centre)
+    def _rays(self, viewmats: Tensor, Ks: Tensor, size: int):
+        """Per camera (supersampled pixel grid): (world-to-camera rotation [3,3], centre [3], camera-frame
+        directions [S*S,3], world directions [S*S,3])."""
         S = size * self.supersample
         ys, xs = np.meshgrid(np.arange(S) + 0.5, np.arange(S) + 0.5, indexing="ij")
-        out = []
+        rays = []
         for vm, K in zip(viewmats.double().numpy(), Ks.double().numpy()):
             Kf = K.copy()
             Kf[:2] *= self.supersample
             d_cam = np.stack([(xs - Kf[0, 2]) / Kf[0, 0], (ys - Kf[1, 2]) / Kf[1, 1], np.ones_like(xs)], -1).reshape(-1, 3)
-            Rw, tw = vm[:3, :3], vm[:3, 3]
-            o_w = -Rw.T @ tw
-            d_w = d_cam @ Rw  # camera -> world directions (rows): R^T d
+            Rw = vm[:3, :3]
+            rays.append((Rw, -Rw.T @ vm[:3, 3], d_cam, d_cam @ Rw))  # world directions (rows): R^T d
+        return rays
+
+    def _render(self, e: _Exemplar, R: np.ndarray, centre, ext, basis, rays, size: int) -> Tensor:
+        """Geometry latent [B,4,size,size] of exemplar e (yawed by R about up, scaled per axis into the
+        upright box) by ray casting `rays` (from _rays) at supersample x resolution, area-averaged (as the
+        Gaussian render is resized). Canonical -> internal: x = centre + basis^T diag(scale) R x_can."""
+        from ..train.prior import geometry_latent
+
+        scale = ext / np.maximum(e.extents(R), 1e-9)
+        A = R.T @ np.diag(1.0 / scale) @ basis  # internal -> canonical: x_can = A (x_int - centre)
+        S = size * self.supersample
+        out = []
+        for Rw, o_w, d_cam, d_w in rays:
             o_c = A @ (o_w - centre)
             d_c = d_w @ A.T
             n_cam = np.zeros((S * S, 3))

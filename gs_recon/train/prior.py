@@ -4,7 +4,7 @@ Stage 2 (geometry): one object per step, round-robin, background included; the o
 from novel cameras gives DP-Recon's 4-channel geometry latent (camera-space normals from the rendered
 depth, in DP-Recon's camera convention, over a (0, 0, 1) background, and 2 * opacity - 1), resized to the
 latent grid and used directly as SD latents (no VAE); SDS weighted per pixel by w(V). Geometry parameters
-train from fresh Adam moments at the means LR of stage 1's start; reconstruction losses stay on.
+train from fresh Adam moments with the means LR raised to prior.lr_means; reconstruction losses stay on.
 Stage 3 (appearance): objects only (background appearance SDS invents objects); RGB renders through the
 VAE; SDS only where V < 0.3; only colours (sh0, shN) train, the reconstruction RGB loss is kept strong.
 Visibility: each Gaussian's best single-view visibility at the end of stage 1, frozen in per-label grids
@@ -141,13 +141,20 @@ class PriorStages:
         with torch.no_grad():
             p["visibility"].data.copy_(self.vis_grid.query(p["means"], p["labels"]).to(p["visibility"]))
 
-    def _box(self, oid: int):
+    def _object_gaussians(self, oid: int):
+        """Centres [n,3] and largest axis [n] of object oid's Gaussians with opacity > 0.1 (all of them when
+        fewer than 11 are that opaque)."""
         p = self.tr.params
         m = p["labels"] == oid
         pts = p["means"].detach()[m]
-        op = torch.sigmoid(p["opacities"].detach()[m])
-        if int((op > 0.1).sum()) > 10:
-            pts = pts[op > 0.1]
+        size = torch.exp(p["scales"].detach()[m]).max(1).values
+        keep = torch.sigmoid(p["opacities"].detach()[m]) > 0.1
+        if int(keep.sum()) > 10:
+            pts, size = pts[keep], size[keep]
+        return pts, size
+
+    def _box(self, oid: int):
+        pts, _ = self._object_gaussians(oid)
         q = torch.tensor([0.02, 0.98], device=pts.device)
         lo, hi = torch.quantile(pts, q[0], dim=0), torch.quantile(pts, q[1], dim=0)
         return lo.cpu(), hi.cpu()
@@ -221,15 +228,7 @@ class PriorStages:
 
         from ..guidance.cameras import _basis
 
-        p = self.tr.params
-        m = p["labels"] == oid
-        pts = p["means"].detach()[m].float()
-        op = torch.sigmoid(p["opacities"].detach()[m])
-        size = torch.exp(p["scales"].detach()[m]).float().max(1).values
-        keep = op > 0.1
-        if int(keep.sum()) > 10:
-            pts, size = pts[keep], size[keep]
-        pts, size = pts.cpu(), size.cpu()
+        pts, size = (t.float().cpu() for t in self._object_gaussians(oid))
         a, b, up = _basis(self.tr.scene.up.float())
         h = pts @ torch.stack([a, b]).T  # [n, 2] horizontal coordinates
         best = None
