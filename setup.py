@@ -4,8 +4,13 @@ setup(
     name="gs_recon",
     version="0.1.0",
     description="Decompositional scene reconstruction with 3D Gaussians and a diffusion prior (DP-Recon on gsplat)",
-    packages=find_packages(include=["gs_recon", "gs_recon.*"]),
-    package_data={"gs_recon": ["render/csrc/*.cpp", "mesh/csrc/*.cpp"]},
+    # configs/ and cuda_ext/ stay at the top of the checkout and are installed inside the package as
+    # gs_recon/presets (--config tiny_cpu) and gs_recon/cuda_ext (the CUDA kernel's sources, JIT-built)
+    packages=find_packages(include=["gs_recon", "gs_recon.*"]) + ["gs_recon.presets", "gs_recon.cuda_ext"],
+    package_dir={"gs_recon.presets": "configs", "gs_recon.cuda_ext": "cuda_ext"},
+    package_data={"gs_recon": ["render/csrc/*.cpp", "mesh/csrc/*.cpp"],
+                  "gs_recon.presets": ["*.yaml"], "gs_recon.cuda_ext": ["*.cu", "*.cpp", "*.md"]},
+    entry_points={"console_scripts": ["gs-recon = gs_recon.cli.main:main"]},
     python_requires=">=3.10",
     install_requires=[
         "torch>=2.4",
@@ -20,6 +25,7 @@ setup(
         "pyyaml",
         "ninja",
         "scikit-image",
+        "tyro>=0.9",
     ],
     extras_require={
         "test": ["pytest", "diffusers>=0.30", "transformers>=4.40", "viser>=1.0"],

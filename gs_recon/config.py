@@ -1,6 +1,8 @@
-"""Dataclass configs, YAML presets and ``--key.sub value`` CLI overrides.
+"""Dataclass configs and YAML presets.
 
-Every constant the method uses lives here with a comment saying where it comes from.
+Every constant the method uses lives here with a comment saying where it comes from; the comments are
+also the command line's help (gs_recon/cli/args.py generates ``--key.sub value`` options from these
+dataclasses with tyro, so a field's type, default and comment are what ``--help`` shows).
 """
 from __future__ import annotations
 
@@ -8,7 +10,8 @@ import dataclasses
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+import typing
+from typing import Any, Dict, List, Literal, Optional
 
 import yaml
 
@@ -21,6 +24,8 @@ class DataConfig:
     white_background: bool = True  # RGBA images are composited on white (NeRF-synthetic convention) or black
     test_every: int = 8  # without split.json: every 8th image is a test view (mip-NeRF 360 convention)
     max_size: int = 1600  # images wider than this are downscaled further (3DGS does the same at 1600 px)
+    # camera layout of SCENE_DIR: auto detects it (COLMAP sparse/, then transforms.json)
+    format: Literal["auto", "colmap", "blender"] = "auto"
 
 
 @dataclass
@@ -36,50 +41,50 @@ class ModelConfig:
 
 @dataclass
 class TrainConfig:
-    iterations: int = 7000
+    iterations: int = 7000  # stage-1 reconstruction steps (3DGS's 30k schedule shortened to its 7k checkpoint)
     batch_size: int = 1  # views per step
     lr_means: float = 1.6e-4  # 3DGS learning rates (means scaled by scene extent)
-    lr_scales: float = 5e-3
-    lr_quats: float = 1e-3
-    lr_opacities: float = 5e-2
-    lr_sh0: float = 2.5e-3
-    lr_shN: float = 2.5e-3 / 20
+    lr_scales: float = 5e-3  # 3DGS
+    lr_quats: float = 1e-3  # 3DGS
+    lr_opacities: float = 5e-2  # 3DGS
+    lr_sh0: float = 2.5e-3  # 3DGS (colour DC term)
+    lr_shN: float = 2.5e-3 / 20  # 3DGS: higher SH bands at 1/20 of the DC rate
     ssim_lambda: float = 0.2  # 3DGS: (1 - 0.2) L1 + 0.2 D-SSIM
     mask_lambda: float = 0.1  # per-object alpha vs instance mask (BCE)
     depth_lambda: float = 0.0  # scale/shift-invariant depth prior loss (needs depth/)
     normal_lambda: float = 0.0  # normal prior loss (needs normal/)
     scale_reg_lambda: float = 0.01  # penalise scales larger than scale_reg_max (fraction of scene extent)
-    scale_reg_max: float = 0.05
+    scale_reg_max: float = 0.05  # ours: 5% of the scene extent
     # densification (gsplat DefaultStrategy); iteration fields are scaled for short runs
-    refine_start_iter: int = 500
-    refine_stop_iter: int = 15000
-    refine_every: int = 100
-    reset_every: int = 3000
-    grow_grad2d: float = 0.0002
-    prune_opa: float = 0.005
+    refine_start_iter: int = 500  # 3DGS / gsplat DefaultStrategy
+    refine_stop_iter: int = 15000  # 3DGS / gsplat DefaultStrategy
+    refine_every: int = 100  # 3DGS / gsplat DefaultStrategy
+    reset_every: int = 3000  # opacity reset period (3DGS / gsplat DefaultStrategy)
+    grow_grad2d: float = 0.0002  # screen-space gradient threshold for clone/split (3DGS)
+    prune_opa: float = 0.005  # prune below this opacity (3DGS)
     cap_max: int = 1_000_000  # hard cap on Gaussian count (after growth, the lowest-opacity ones are pruned)
-    checkpoint_every: int = 1000
-    seed: int = 0
-    backend: str = "auto"  # auto | cpu | gsplat
+    checkpoint_every: int = 1000  # steps between checkpoints (a hard kill loses at most this many)
+    seed: int = 0  # seeds torch, the view sampler and the prior's noise (runs are reproducible)
+    backend: Literal["auto", "cpu", "gsplat"] = "auto"  # auto: gsplat on CUDA, our C++ rasterizer on CPU
     # torchrun only: shard stage 1's Gaussians over the ranks (gsplat's distributed-rasterization scheme,
     # arXiv:2406.18533); off: rank 0 reconstructs alone and the ranks share only the prior stages
     distributed: bool = False
-    device: str = "auto"  # auto | cpu | cuda
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: cuda when available
     eval_every: int = 0  # 0 = only at the end
 
 
 @dataclass
 class OutputConfig:
     out_dir: Optional[str] = None  # default outputs/<scene>/<timestamp>
-    export_splat: bool = True
-    save_test_renders: bool = True
+    export_splat: bool = True  # also write antimatter15 .splat files beside the .ply
+    save_test_renders: bool = True  # write the test views' renders to RUN_DIR/renders/test/
 
 
 @dataclass
 class MeshConfig:
     extract: bool = True  # extract meshes automatically at the end of training
     resolution: int = 128  # voxels along the longest side of each object's box
-    background_resolution: int = 192
+    background_resolution: int = 192  # voxels along the background box's longest side
     trunc_voxels: float = 5.0  # 2DGS default: truncation ~5 voxels
     orbit_views: int = 24  # extra views around each object's box (two rings, 15 and 50 deg elevation)
     alpha_thresh: float = 0.5  # only pixels the object covers with alpha > 0.5 are fused
@@ -87,7 +92,7 @@ class MeshConfig:
     # objects: "closed" carves free space through the object-alone silhouettes and fills never-observed
     # voxels (watertight solids); "open" fuses only the surfaces the Gaussians render (what the Gaussians
     # did, nothing filled in: the benchmark's prior table uses it)
-    object_mode: str = "closed"
+    object_mode: Literal["closed", "open"] = "closed"
 
 
 @dataclass
@@ -108,9 +113,9 @@ class PriorConfig:
     geo_t_start: List[int] = field(default_factory=lambda: [200, 980])  # timestep range, held for ...
     geo_t_hold: float = 0.5  # ... this fraction of the stage, then annealed linearly ...
     geo_t_end: List[int] = field(default_factory=lambda: [20, 400])  # ... to this (geometry.yaml: 2500 of 5000)
-    app_t: List[int] = field(default_factory=lambda: [20, 980])
+    app_t: List[int] = field(default_factory=lambda: [20, 980])  # appearance-stage timestep range (DreamFusion)
     sds_geometry_lambda: float = 1.0e-3  # SDS loss weight next to the reconstruction losses
-    sds_appearance_lambda: float = 1.0e-3
+    sds_appearance_lambda: float = 1.0e-3  # as sds_geometry_lambda, for the appearance stage
     appearance_rgb_lambda: float = 10.0  # reconstruction RGB loss kept strong in stage 3
     appearance_vis_thresh: float = 0.3  # appearance SDS only where V < 0.3
     pixel_weighting: bool = True  # per-pixel SDS weights w(V) from the rendered visibility V (DP-Recon)
@@ -124,9 +129,9 @@ class PriorConfig:
     lr_means: float = 1.6e-5
     elevation: List[float] = field(default_factory=lambda: [5.0, 30.0])  # object cameras, degrees ...
     elevation_end: List[float] = field(default_factory=lambda: [5.0, 80.0])  # ... widening to this
-    fovy: List[float] = field(default_factory=lambda: [40.0, 45.0])
+    fovy: List[float] = field(default_factory=lambda: [40.0, 45.0])  # object cameras' vertical FoV, degrees (DP-Recon)
     fill: float = 0.8  # the object's longest side fills ~80% of the view
-    background_fovy: List[float] = field(default_factory=lambda: [70.0, 85.0])
+    background_fovy: List[float] = field(default_factory=lambda: [70.0, 85.0])  # background cameras' FoV, degrees
     background_geometry: bool = True  # background geometry SDS (never background appearance SDS)
 
 
@@ -138,35 +143,10 @@ class Config:
     output: OutputConfig = field(default_factory=OutputConfig)
     mesh: MeshConfig = field(default_factory=MeshConfig)
     prior: PriorConfig = field(default_factory=PriorConfig)
-    guidance: str = "none"  # none | sd (the diffusion-prior stages, docs/PRIOR.md)
+    guidance: Literal["none", "sd"] = "none"  # sd: add the diffusion-prior stages (docs/PRIOR.md); none: reconstruction only
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
-
-
-def _coerce(value: str, typ: Any, key: str):
-    t = typ if isinstance(typ, type) else None
-    s = str(typ)
-    try:
-        if t is bool or s == "bool":
-            if value.lower() in ("1", "true", "yes", "on"):
-                return True
-            if value.lower() in ("0", "false", "no", "off"):
-                return False
-            raise ValueError(value)
-        if t is int or s == "int":
-            return int(float(value)) if "e" in value.lower() else int(value)
-        if t is float or s == "float":
-            return float(value)
-        if "Optional[str]" in s or t is str or s == "str":
-            return None if value.lower() in ("none", "null") else value
-        if "List" in s:
-            items = [v for v in value.split(",") if v]
-            conv = int if "List[int]" in s else float if "List[float]" in s else str
-            return [conv(v) for v in items]
-    except ValueError:
-        raise SceneError(f"config: --{key} expects {s}, got {value!r}") from None
-    return value
 
 
 # Keys earlier versions had: a run's saved scene.json or an old preset may still hold them. They are
@@ -193,7 +173,41 @@ def _apply(obj, d: Dict[str, Any], prefix: str, source: str):
                 raise SceneError(f"{source}: '{prefix}{k}' must be a mapping")
             _apply(cur, v, f"{prefix}{k}.", source)
         else:
-            setattr(obj, k, v)
+            setattr(obj, k, _typed(v, typing.get_type_hints(type(obj))[k], f"{prefix}{k}", source))
+
+
+def _typed(v: Any, typ: Any, key: str, source: str) -> Any:
+    """A value read from YAML/JSON checked against its field's type (ints pass as floats, lists as lists)."""
+    origin, args = typing.get_origin(typ), typing.get_args(typ)
+    ok = v
+    if origin is typing.Union and type(None) in args:  # Optional[X]
+        return None if v is None else _typed(v, next(a for a in args if a is not type(None)), key, source)
+    if origin is Literal:
+        if v not in args:
+            raise SceneError(f"{source}: '{key}' is {v!r}; choose one of {', '.join(map(str, args))}")
+        return v
+    if origin in (list, List):
+        if isinstance(v, list):
+            return [_typed(x, args[0], key, source) for x in v]
+        ok = None
+    elif typ is bool:
+        ok = v if isinstance(v, bool) else None
+    elif typ is int:
+        ok = v if isinstance(v, int) and not isinstance(v, bool) else (
+            int(v) if isinstance(v, float) and float(v).is_integer() else None)
+    elif typ is float:
+        ok = float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+        if isinstance(v, str):  # YAML 1.1 reads 1e-3 (no dot) as a string
+            try:
+                ok = float(v)
+            except ValueError:
+                pass
+    elif typ is str:
+        ok = v if isinstance(v, str) else None
+    if ok is None:
+        name = getattr(typ, "__name__", str(typ))
+        raise SceneError(f"{source}: '{key}' expects {name}, got {v!r}")
+    return ok
 
 
 def config_from_dict(d: Dict[str, Any], source: str = "config") -> Config:
@@ -204,12 +218,14 @@ def config_from_dict(d: Dict[str, Any], source: str = "config") -> Config:
 
 
 def load_config(path: Optional[str | Path] = None, overrides: Optional[List[str]] = None) -> Config:
-    """Defaults, then a YAML preset, then ``key.sub=value`` / ``--key.sub value`` overrides."""
+    """Defaults, then a YAML preset, then ``--key.sub value`` / ``key.sub=value`` overrides.
+
+    ``path``: a YAML file, or a preset's name ('tiny_cpu') from the bundled configs/. Overrides are parsed
+    by the same typed parser as the command line (gs_recon/cli/args.py); errors are SceneErrors.
+    """
     cfg = Config()
     if path is not None:
-        p = Path(path)
-        if not p.exists():
-            raise SceneError(f"{p}: config file not found (presets live in configs/)")
+        p = preset_path(path)
         try:
             d = yaml.safe_load(p.read_text()) or {}
         except yaml.YAMLError as e:
@@ -217,40 +233,41 @@ def load_config(path: Optional[str | Path] = None, overrides: Optional[List[str]
         if not isinstance(d, dict):
             raise SceneError(f"{p}: a config file must be a YAML mapping")
         _apply(cfg, d, "", str(p))
-    for key, value in parse_overrides(overrides or []):
-        apply_override(cfg, key, value)
+    if overrides:
+        from .cli.args import parse_config_overrides
+
+        cfg = parse_config_overrides(cfg, overrides)
+    return validate(cfg)
+
+
+MODEL_FORMS = ("a Hugging Face hub id (owner/name, e.g. stabilityai/stable-diffusion-2-1-base)",
+               "a local diffusers folder", "exemplar:DIR", "tiny-random")
+
+
+def validate(cfg: Config) -> Config:
+    """Checks that span a field's type: --prior.model's forms (its other choices are Literal types)."""
+    import re
+
+    m = cfg.prior.model
+    if not (m == "tiny-random" or (m.startswith("exemplar:") and len(m) > 9) or Path(m).expanduser().exists()
+            or m.startswith((".", "/", "~")) or re.fullmatch(r"[\w.-]+/[\w.-]+", m)):
+        raise SceneError(f"--prior.model {m!r}: expected {', '.join(MODEL_FORMS)}")
     return cfg
 
 
-def apply_override(cfg: Config, key: str, value: str) -> None:
-    """Set ``key`` ('train.iterations') to ``value`` (a string, coerced to the field's type)."""
-    if key in RETIRED:
-        raise SceneError(f"command line: --{key} is retired ({RETIRED[key]})")
-    obj, parts = cfg, key.split(".")
-    for part in parts[:-1]:
-        if not hasattr(obj, part) or not dataclasses.is_dataclass(getattr(obj, part)):
-            raise SceneError(f"command line: unknown config key '{key}'")
-        obj = getattr(obj, part)
-    fmap = {f.name: f for f in dataclasses.fields(obj)}
-    if parts[-1] not in fmap:
-        raise SceneError(f"command line: unknown config key '{key}' (valid here: {', '.join(sorted(fmap))})")
-    setattr(obj, parts[-1], _coerce(value, fmap[parts[-1]].type, key))
+def preset_path(path: str | Path) -> Path:
+    """A YAML file, or the name of a bundled preset ('tiny_cpu' or 'tiny_cpu.yaml' -> configs/tiny_cpu.yaml;
+    configs/ is installed with the package as gs_recon/presets)."""
+    p = Path(path)
+    if p.exists():
+        return p
+    for d in PRESET_DIRS:
+        q = d / (p.name if p.suffix in (".yaml", ".yml") else f"{p.name}.yaml")
+        if q.exists():
+            return q
+    names = sorted({q.stem for d in PRESET_DIRS if d.is_dir() for q in d.glob("*.yaml")})
+    raise SceneError(f"{p}: config file not found (a YAML path, or a bundled preset: {', '.join(names)})")
 
 
-def parse_overrides(args: List[str]):
-    """['--a.b', '1', '--c=2', 'd.e=3'] -> [('a.b','1'), ('c','2'), ('d.e','3')]."""
-    out, i = [], 0
-    while i < len(args):
-        a = args[i]
-        if a.startswith("--"):
-            a = a[2:]
-        if "=" in a:
-            k, v = a.split("=", 1)
-            out.append((k, v))
-            i += 1
-        else:
-            if i + 1 >= len(args):
-                raise SceneError(f"command line: --{a} needs a value")
-            out.append((a, args[i + 1]))
-            i += 2
-    return out
+# configs/ in a checkout; gs_recon/presets/ in an installed package (setup.py maps configs/ there)
+PRESET_DIRS = [Path(__file__).resolve().parent / "presets", Path(__file__).resolve().parents[1] / "configs"]

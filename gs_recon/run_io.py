@@ -11,7 +11,7 @@ from typing import Dict, List, Optional
 
 import torch
 
-from .config import Config, apply_override, config_from_dict, parse_overrides
+from .config import Config, config_from_dict
 from .data.errors import SceneError
 from .io_utils import write_json
 
@@ -41,28 +41,27 @@ def read_manifest(run_dir: str | Path) -> Dict:
     return m
 
 
-def open_run(run_dir: str | Path, overrides: Optional[List[str]] = None, load_images: bool = True) -> Run:
-    """Manifest + config (with ``--mesh.resolution 64``-style overrides) + scene + final Gaussians."""
+def open_run(run_dir: str | Path, overrides: Optional[List[str]] = None,
+             cfg: Optional[Config] = None) -> Run:
+    """Manifest + config + scene + final Gaussians. The config is ``cfg`` when given (a command line parsed
+    over the saved one), else the saved one with ``['--mesh.resolution', '64']``-style overrides."""
     from .data.scene import load_scene
     from .train.checkpoint import load_checkpoint
 
     run_dir = Path(run_dir)
     man = read_manifest(run_dir)
-    cfg = config_from_dict(man["config"], str(run_dir / "scene.json"))
-    if overrides:
-        apply_overrides(cfg, overrides)
+    if cfg is None:
+        cfg = config_from_dict(man["config"], str(run_dir / "scene.json"))
+        if overrides:
+            from .cli.args import parse_config_overrides
+
+            cfg = parse_config_overrides(cfg, overrides)
     scene_dir = Path(man["scene_dir"])
     if not scene_dir.exists():
         raise SceneError(f"{run_dir / 'scene.json'}: its scene folder {scene_dir} is gone; restore it or edit scene_dir")
     scene = load_scene(scene_dir, cfg.data)
     ck = load_checkpoint(run_dir / "checkpoints" / "last.pt")
     return Run(run_dir, man, cfg, scene, {k: v.cpu() for k, v in ck["params"].items()})
-
-
-def apply_overrides(cfg: Config, overrides: List[str]) -> Config:
-    for k, v in parse_overrides(overrides):
-        apply_override(cfg, k, v)
-    return cfg
 
 
 def parse_ids(text: Optional[str], scene) -> Optional[List[int]]:

@@ -1,4 +1,4 @@
-"""Acceptance: the README demo command (tools/train.py on the bundled scene, tiny CPU preset)."""
+"""Acceptance: the README demo command (gs-recon train on the bundled scene, tiny CPU preset)."""
 import json
 import subprocess
 import sys
@@ -9,8 +9,9 @@ from conftest import DEMO, ROOT
 
 def test_demo_command_reaches_24db(tmp_path):
     t0 = time.time()
-    r = subprocess.run([sys.executable, "tools/train.py", str(DEMO), "--config", "configs/tiny_cpu.yaml",
-                        "--no-progress", "--output.out_dir", str(tmp_path / "run")],
+    # the README's command (gs-recon is `python -m gs_recon` without the console script on the PATH)
+    r = subprocess.run([sys.executable, "-m", "gs_recon", "train", str(DEMO), "--config", "configs/tiny_cpu.yaml",
+                        "--guidance", "none", "--no-progress", "--output.out_dir", str(tmp_path / "run")],
                        cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     elapsed = time.time() - t0

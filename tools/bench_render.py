@@ -13,7 +13,10 @@ import os
 import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+try:
+    import gs_recon  # noqa: F401  (installed)
+except ModuleNotFoundError:  # a checkout that is not installed: the package sits beside tools/
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 import torch  # noqa: E402
 

@@ -19,7 +19,10 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+try:
+    import gs_recon  # noqa: F401  (installed)
+except ModuleNotFoundError:  # a checkout that is not installed: the package sits beside tools/
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 ROOT = Path(__file__).resolve().parents[1]
 MESHES = ROOT.parent / "shared" / "data" / "meshes"

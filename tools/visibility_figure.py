@@ -14,7 +14,10 @@ import math
 import os
 import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+try:
+    import gs_recon  # noqa: F401  (installed)
+except ModuleNotFoundError:  # a checkout that is not installed: the package sits beside tools/
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from gs_recon.data.errors import SceneError  # noqa: E402
 

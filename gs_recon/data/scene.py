@@ -191,15 +191,16 @@ def _read_objects(root: Path) -> Dict[int, ObjectInfo]:
         raise SceneError(f"{p}: malformed ({type(e).__name__}: {e}); expected {{\"objects\": [{{\"id\": 1, \"name\": ...}}]}}") from None
 
 
-def _frames(root: Path):
-    if find_colmap_dir(root) is not None:
+def _frames(root: Path, fmt: str = "auto"):
+    """fmt: DataConfig.format (auto: the first layout whose camera file is present)."""
+    if fmt in ("auto", "colmap") and find_colmap_dir(root) is not None:
         frames, pts, cols = parse_colmap(root, root / "images")
         return frames, pts, cols, None
-    if find_transforms(root):
+    if fmt in ("auto", "blender") and find_transforms(root):
         return parse_transforms(root)
-    raise SceneError(
-        f"{root}: no cameras found; expected sparse/0/ or sparse/ (COLMAP) or transforms.json / transforms_train.json"
-    )
+    expected = {"colmap": "sparse/0/ or sparse/ (COLMAP)", "blender": "transforms.json / transforms_train.json"}
+    want = " or ".join(v for k, v in expected.items() if fmt in ("auto", k))
+    raise SceneError(f"{root}: no cameras found for --data.format {fmt}; expected {want}")
 
 
 def load_scene(root: str | Path, cfg=None) -> Scene:
@@ -210,7 +211,7 @@ def load_scene(root: str | Path, cfg=None) -> Scene:
     root = Path(root)
     if not root.is_dir():
         raise SceneError(f"{root}: scene folder not found; pass a folder with images/ and sparse/ or transforms.json")
-    frames, pts, cols, split = _frames(root)
+    frames, pts, cols, split = _frames(root, cfg.format)
     if not frames:
         raise SceneError(f"{root}: the camera file lists no images")
     kept = []

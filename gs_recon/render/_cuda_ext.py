@@ -13,7 +13,9 @@ import warnings
 from functools import lru_cache
 from pathlib import Path
 
-SRC_DIR = Path(__file__).resolve().parents[2] / "cuda_ext"
+# cuda_ext/ of a checkout, or its installed copy gs_recon/cuda_ext (setup.py package_dir)
+SRC_DIR = next((d for d in (Path(__file__).resolve().parents[1] / "cuda_ext", Path(__file__).resolve().parents[2] / "cuda_ext")
+                if (d / "visibility.cu").exists()), Path(__file__).resolve().parents[2] / "cuda_ext")
 SOURCES = ("binding.cpp", "visibility.cu")
 
 
