@@ -24,8 +24,12 @@ class DataConfig:
     white_background: bool = True  # RGBA images are composited on white (NeRF-synthetic convention) or black
     test_every: int = 8  # without split.json: every 8th image is a test view (mip-NeRF 360 convention)
     max_size: int = 1600  # images wider than this are downscaled further (3DGS does the same at 1600 px)
-    # camera layout of SCENE_DIR: auto detects it (COLMAP sparse/, then transforms.json)
-    format: Literal["auto", "colmap", "blender"] = "auto"
+    # camera layout of SCENE_DIR: auto detects it (COLMAP sparse/, transforms.json, DP-Recon/MonoSDF scan
+    # with cameras.npz, NeuS/DTU scan with cameras_sphere.npz; README "Input contract")
+    format: Literal["auto", "colmap", "blender", "dprecon", "neus"] = "auto"
+    # DP-Recon's center_crop_type: photos centre-cropped to a square and resized while cameras.npz is at the
+    # original size (Replica). auto: when the principal point says so (cx > 0.75 W on a square photo)
+    center_crop: Literal["auto", "on", "off"] = "auto"
 
 
 @dataclass
@@ -51,8 +55,10 @@ class TrainConfig:
     lr_shN: float = 2.5e-3 / 20  # 3DGS: higher SH bands at 1/20 of the DC rate
     ssim_lambda: float = 0.2  # 3DGS: (1 - 0.2) L1 + 0.2 D-SSIM
     mask_lambda: float = 0.1  # per-object alpha vs instance mask (BCE)
-    depth_lambda: float = 0.0  # scale/shift-invariant depth prior loss (needs depth/)
-    normal_lambda: float = 0.0  # normal prior loss (needs normal/)
+    # monocular priors, used whenever the scene has them (depth/, normal/, DP-Recon's *_depth/_normal.npy);
+    # DP-Recon's weights: depth 0.1 (scale/shift-invariant), normal 0.05 on L1 + (1 - cos). 0 turns one off
+    depth_lambda: float = 0.1
+    normal_lambda: float = 0.05
     scale_reg_lambda: float = 0.01  # penalise scales larger than scale_reg_max (fraction of scene extent)
     scale_reg_max: float = 0.05  # ours: 5% of the scene extent
     # densification (gsplat DefaultStrategy); iteration fields are scaled for short runs

@@ -29,10 +29,11 @@ def mask_loss(object_alpha: Tensor, instance: Tensor) -> Tensor:
 
 
 def depth_prior_loss(depth: Tensor, prior: Tensor, mask: Tensor) -> Tensor:
-    """Scale/shift-invariant depth loss: fit prior to rendered depth by least squares on the mask, then L1.
-    depth, prior [C,H,W]; mask [C,H,W] bool."""
+    """Scale/shift-invariant depth loss (MonoSDF / DP-Recon use one for monocular depth): fit the prior to
+    the rendered depth by least squares on the mask, then L1. depth, prior [C,H,W]; mask [C,H,W] bool;
+    prior NaN = no prior there (MonoSDF's invalid-depth masks)."""
     losses = []
-    for d, p, m in zip(depth, prior, mask):
+    for d, p, m in zip(depth, prior, mask & torch.isfinite(prior)):
         if m.sum() < 10:
             continue
         x, y = p[m], d[m]
@@ -43,9 +44,13 @@ def depth_prior_loss(depth: Tensor, prior: Tensor, mask: Tensor) -> Tensor:
 
 
 def normal_prior_loss(normals: Tensor, prior: Tensor, mask: Tensor) -> Tensor:
-    """1 - cos between rendered [C,H,W,3] and prior normals (same camera frame), on mask [C,H,W]."""
-    cos = (F.normalize(normals, dim=-1) * F.normalize(prior, dim=-1)).sum(-1)
-    return (1 - cos)[mask].mean() if mask.any() else normals.new_zeros(())
+    """MonoSDF / DP-Recon's normal loss, L1 + (1 - cos), between rendered [C,H,W,3] and prior normals (both
+    unit, OpenCV camera frame, facing the camera), on mask [C,H,W]; prior NaN = no prior there."""
+    mask = mask & torch.isfinite(prior).all(-1)
+    if not mask.any():
+        return normals.new_zeros(())
+    n, p = F.normalize(normals[mask], dim=-1), F.normalize(prior[mask], dim=-1)
+    return (n - p).abs().sum(-1).mean() + (1 - (n * p).sum(-1)).mean()
 
 
 def scale_reg(log_scales: Tensor, max_scale: float) -> Tensor:

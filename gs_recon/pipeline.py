@@ -119,6 +119,7 @@ def run(scene_dir: str | Path, cfg: Config, resume: bool = False, progress: bool
         "scene_dir": str(Path(scene_dir).resolve()),
         "source": scene.source,
         "world_from_internal": scene.world_from_internal.tolist(),
+        **({"world_frame": scene.world_frame} if scene.world_frame else {}),
         "up": scene.up.tolist(),
         "objects": entries,
         "meshes": meshes,

@@ -164,9 +164,12 @@ def render_views(objects: List[SceneObject], room, c2ws: List[np.ndarray], K: np
 
 def make_scene(out: Path, mesh_paths: Sequence[str] = (), n_objects: int = 3, views: int = 24, arc: float = 360.0,
                test_views: int = 0, width: int = 128, height: int = 96, fov_deg: float = 60.0, radius: float = 2.4,
-               elevation: float = 30.0, priors: bool = True, n_points: int = 3000, seed: int = 0) -> Path:
+               elevation: float = 30.0, priors: bool = True, n_points: int = 3000, seed: int = 0,
+               layout: str = "default") -> Path:
     """Generate a scene folder at `out`. With test_views > 0, extra test cameras all around the scene are
-    written and split.json makes them the test set; otherwise every 8th arc view is a test view."""
+    written and split.json makes them the test set; otherwise every 8th arc view is a test view.
+    layout: "default" (README input contract), "dprecon" (DP-Recon / MonoSDF scan) or "neus" (NeuS / DTU
+    scan; the objects' union is its one mask): the same views, cameras and ground truth in that layout."""
     from PIL import Image
 
     out = Path(out)
@@ -181,6 +184,8 @@ def make_scene(out: Path, mesh_paths: Sequence[str] = (), n_objects: int = 3, vi
     f = 0.5 * width / math.tan(math.radians(fov_deg) / 2)
     K = np.array([[f, 0, width / 2], [0, f, height / 2], [0, 0, 1.0]])
     rgb, inst, dep, nrm = render_views(objects, room, c2ws, K, width, height)
+    if layout != "default":
+        return _write_idr_layout(out, layout, objects, room, c2ws, K, rgb, inst, dep, nrm, views, priors)
     for sub in ("images", "instance") + (("depth", "normal") if priors else ()):
         (out / sub).mkdir(parents=True, exist_ok=True)
     for i, n in enumerate(names):
@@ -222,6 +227,76 @@ def make_scene(out: Path, mesh_paths: Sequence[str] = (), n_objects: int = 3, vi
     (gt / "objects").mkdir(parents=True, exist_ok=True)
     for i, o in enumerate(objects):
         o.mesh.export(gt / "objects" / f"{i + 1}_{o.name}.ply")
+    room.export(gt / "background.ply")
+    trimesh.util.concatenate(allm).export(gt / "scene.ply")
+    return out
+
+
+def _write_idr_layout(out: Path, layout: str, objects, room, c2ws, K, rgb, inst, dep, nrm, views: int,
+                      priors: bool) -> Path:
+    """The DP-Recon (MonoSDF) or NeuS (IDR DTU) scan layout of a rendered scene (see gs_recon/data/idr.py).
+    Cameras go to cameras.npz with a non-trivial scale_mat (normalised frame = the room centre, 1/3 scale);
+    ground truth stays in the original frame (GTmesh/ for DP-Recon, gt/ for NeuS), as those datasets ship it."""
+    import trimesh
+    from PIL import Image
+
+    from .data.idr import write_cameras
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    scale_mat = np.diag([3.0, 3.0, 3.0, 1.0])
+    scale_mat[:3, 3] = (0.1, -0.2, 0.6)  # normalised -> original
+    w2cs = [np.linalg.inv(c) for c in c2ws]
+    n_test = len(c2ws) - views
+    raw = {k: 10 * k + 3 for k in range(1, len(objects) + 1)}  # instance ids as a dataset has them (not 1..K)
+    allm = [room] + [o.mesh for o in objects]
+    if layout == "dprecon":
+        def ids(lab):
+            m = np.full(lab.shape, 255, np.uint8)
+            for k, r in raw.items():
+                m[lab == k] = r
+            return m
+
+        (out / "instance_mask").mkdir(exist_ok=True)
+        for i in range(views):
+            Image.fromarray((rgb[i] * 255 + 0.5).astype(np.uint8)).save(out / f"{i:06d}_rgb.png")
+            Image.fromarray(ids(inst[i])).save(out / "instance_mask" / f"{i:06d}.png")
+            if priors:
+                np.save(out / f"{i:06d}_depth.npy", dep[i].astype(np.float32))
+                np.save(out / f"{i:06d}_normal.npy", ((nrm[i].transpose(2, 0, 1) + 1) / 2).astype(np.float32))
+        write_cameras(out / "cameras.npz", [K] * views, w2cs[:views], scale_mat)
+        if n_test:
+            ev = out / "eval-novel-views"
+            for sub in ("rgb", "instance_mask"):
+                (ev / sub).mkdir(parents=True, exist_ok=True)
+            for j in range(n_test):
+                Image.fromarray((rgb[views + j] * 255 + 0.5).astype(np.uint8)).save(ev / "rgb" / f"{j:06d}.png")
+                Image.fromarray(ids(inst[views + j])).save(ev / "instance_mask" / f"{j:06d}.png")
+            write_cameras(ev / "cameras.npz", [K] * n_test, w2cs[views:], scale_mat)
+        (out / "instance_id.json").write_text(json.dumps({o.name: raw[k + 1] for k, o in enumerate(objects)}, indent=1))
+        (out / "synthetic_scan1_prompt_geometry.json").write_text(
+            json.dumps({str(k + 1): o.prompt for k, o in enumerate(objects)}, indent=1))
+        gt = out / "GTmesh"
+        gt.mkdir(exist_ok=True)
+        for k, o in enumerate(objects):
+            o.mesh.export(gt / f"obj_{k + 1}.ply")
+        room.export(gt / "bg_repair.ply")
+        trimesh.util.concatenate(allm).export(gt / "scene_mesh.ply")
+        return out
+    if layout != "neus":
+        raise ValueError(f"layout {layout!r}: use default, dprecon or neus")
+    if n_test:
+        raise ValueError("the NeuS layout has no test-view set: use test_views=0")
+    for sub in ("image", "mask"):
+        (out / sub).mkdir(exist_ok=True)
+    for i in range(views):
+        Image.fromarray((rgb[i] * 255 + 0.5).astype(np.uint8)).save(out / "image" / f"{i:06d}.png")
+        m = np.where(inst[i] > 0, 255, 0).astype(np.uint8)
+        Image.fromarray(np.stack([m] * 3, -1)).save(out / "mask" / f"{i:03d}.png")  # 3-channel, as DTU ships
+    write_cameras(out / "cameras_sphere.npz", [K] * views, w2cs, scale_mat)
+    gt = out / "gt"
+    (gt / "objects").mkdir(parents=True, exist_ok=True)
+    trimesh.util.concatenate([o.mesh for o in objects]).export(gt / "objects" / f"1_{out.name or 'object'}.ply")
     room.export(gt / "background.ply")
     trimesh.util.concatenate(allm).export(gt / "scene.ply")
     return out

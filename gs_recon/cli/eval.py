@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from typing import Annotated, Optional
+from typing import Annotated, Literal, Optional
 
 import tyro
 
@@ -24,6 +24,9 @@ class EvalArgs:
     gt: Optional[str] = None  # ground-truth folder (objects/<id>_<name>.ply, background.ply, scene.ply); none: SCENE_DIR/gt
     threshold: float = 0.05  # F-score distance in scene units (5 cm, DP-Recon's and MonoSDF's protocol)
     samples: int = 100_000  # surface samples per mesh
+    # samples: area-weighted surface samples (ours); dprecon: DP-Recon's protocol (vertices voxel-downsampled
+    # at 2 cm, 200k samples for normal consistency), for comparing with its published numbers (docs/BENCHMARKS.md)
+    protocol: Literal["samples", "dprecon"] = "samples"
 
 
 def _f(v, fmt):
@@ -42,7 +45,7 @@ def main(argv=None) -> int:
         from ..run_io import open_run
 
         run = open_run(a.run_dir)
-        res = evaluate_run(run, a.gt, a.threshold, a.samples)
+        res = evaluate_run(run, a.gt, a.threshold, a.samples, a.protocol)
         write_json(run.path / "eval.json", res)
     except SceneError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -50,23 +53,25 @@ def main(argv=None) -> int:
     con = Console()
     im = res["images"]
     t = Table(title=f"images: {im.get('scene', {}).get('n_views', 0)} test views")
-    for c in ("", "PSNR dB", "SSIM", "LPIPS", "views"):
+    for c in ("", "PSNR dB", "SSIM", "LPIPS", "views", "mask mIoU"):
         t.add_column(c)
     if "scene" in im:
         sc = im["scene"]
         lp = "skipped" if isinstance(sc["lpips"], str) else _f(sc["lpips"], ".4f")
-        t.add_row("scene", _f(sc["psnr"], ".2f"), _f(sc["ssim"], ".4f"), lp, str(sc["n_views"]))
+        t.add_row("scene", _f(sc["psnr"], ".2f"), _f(sc["ssim"], ".4f"), lp, str(sc["n_views"]),
+                  _f(sc.get("mask_miou"), ".4f"))
         for name, o in im["objects"].items():
             t.add_row(name, _f(o["psnr"], ".2f"), _f(o["ssim"], ".4f"), "", str(o["n_views"]))
     con.print(t)
     me = res["meshes"]
     if "meshes" in me:
         t = Table(title=f"meshes vs {me['gt_dir']} (F-score at {me['threshold']})")
-        for c in ("", "acc", "comp", "chamfer-L1", "prec", "recall", "F-score", "normal cons."):
+        for c in ("", "acc", "comp", "chamfer-L1", "CD cm", "prec", "recall", "F-score", "normal cons."):
             t.add_column(c)
         for name, m in me["meshes"].items():
-            t.add_row(name, *[_f(m[k], ".4f") for k in ("accuracy", "completeness", "chamfer_l1", "precision",
-                                                       "recall", "fscore", "normal_consistency")])
+            t.add_row(name, *[_f(m[k], ".4f") for k in ("accuracy", "completeness", "chamfer_l1")],
+                      _f(m["chamfer_cm"], ".2f"),
+                      *[_f(m[k], ".4f") for k in ("precision", "recall", "fscore", "normal_consistency")])
         con.print(t)
         if me.get("visible_side"):
             t = Table(title="visible side only (GT seen by a training camera)")

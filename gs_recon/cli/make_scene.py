@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 from pathlib import Path
-from typing import Annotated, List, Optional
+from typing import Annotated, List, Literal, Optional
 
 import tyro
 
@@ -32,6 +32,9 @@ class MakeSceneArgs:
     no_priors: bool = False  # do not write depth/ and normal/
     points: int = 3000  # SfM-like points written to points3d.ply
     seed: int = 0
+    # default: README input contract (COLMAP + transforms.json); dprecon: DP-Recon / MonoSDF scan (cameras.npz,
+    # *_rgb.png, instance_mask/, GTmesh/); neus: NeuS / DTU scan (image/, mask/, cameras_sphere.npz)
+    layout: Literal["default", "dprecon", "neus"] = "default"
     exemplars: Optional[str] = None  # also write an exemplar library for the objects here
     # real meshes of other kinds for the exemplar library (default: ../shared/data/meshes beside a checkout)
     shared_meshes: Optional[str] = None
@@ -43,7 +46,7 @@ def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     a = parse(MakeSceneArgs, argv, MakeSceneArgs(out=tyro.MISSING), "gs-recon make-scene", __doc__)
     out = make_scene(a.out, a.meshes, a.objects, a.views, a.arc, a.test_views, a.width, a.height,
-                     priors=not a.no_priors, n_points=a.points, seed=a.seed)
+                     priors=not a.no_priors, n_points=a.points, seed=a.seed, layout=a.layout)
     print(f"wrote {out}")
     if a.exemplars:
         shared = Path(a.shared_meshes) if a.shared_meshes else \

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from .errors import SceneError
+from .idr import find_dprecon, find_neus, parse_dprecon, parse_neus
 from .parsers import find_colmap_dir, find_transforms, parse_colmap, parse_transforms
 
 log = logging.getLogger("gs_recon")
@@ -29,9 +30,11 @@ class ObjectInfo:
     name: str
     prompt: str
     category: str = ""  # objects.json "category" (the exemplar prior's folder), else the name
+    appearance_prompt: str = ""  # the appearance stage's prompt (DP-Recon's *_prompt_texture.json), else prompt
 
     def __post_init__(self):
         self.category = self.category or self.name
+        self.appearance_prompt = self.appearance_prompt or self.prompt
 
 
 @dataclass
@@ -57,6 +60,9 @@ class Scene:
     up: Tensor = field(default_factory=lambda: torch.tensor([0.0, 0.0, 1.0]))  # [3] scene up, internal frame
     background_color: Tensor = field(default_factory=lambda: torch.ones(3))
     source: str = ""
+    # the frame outputs are in when it is not the input's own (IDR cameras: the normalised frame, with the
+    # transform back to the original); {} otherwise. Written to scene.json as world_frame
+    world_frame: Dict = field(default_factory=dict)
 
     @property
     def n_labels(self) -> int:
@@ -191,14 +197,21 @@ def _read_objects(root: Path) -> Dict[int, ObjectInfo]:
         raise SceneError(f"{p}: malformed ({type(e).__name__}: {e}); expected {{\"objects\": [{{\"id\": 1, \"name\": ...}}]}}") from None
 
 
-def _frames(root: Path, fmt: str = "auto"):
-    """fmt: DataConfig.format (auto: the first layout whose camera file is present)."""
+def _frames(root: Path, fmt: str = "auto", center_crop: str = "auto"):
+    """fmt: DataConfig.format (auto: the first layout whose camera file is present).
+    -> (frames, points, colors, split, extra): extra may hold objects, world_frame, format."""
     if fmt in ("auto", "colmap") and find_colmap_dir(root) is not None:
         frames, pts, cols = parse_colmap(root, root / "images")
-        return frames, pts, cols, None
+        return frames, pts, cols, None, {"format": "colmap"}
     if fmt in ("auto", "blender") and find_transforms(root):
-        return parse_transforms(root)
-    expected = {"colmap": "sparse/0/ or sparse/ (COLMAP)", "blender": "transforms.json / transforms_train.json"}
+        return (*parse_transforms(root), {"format": "blender"})
+    if fmt in ("auto", "dprecon") and find_dprecon(root):
+        return parse_dprecon(root, center_crop)
+    if fmt in ("auto", "neus") and find_neus(root):
+        return parse_neus(root)
+    expected = {"colmap": "sparse/0/ or sparse/ (COLMAP)", "blender": "transforms.json / transforms_train.json",
+                "dprecon": "*_rgb.png + cameras.npz (DP-Recon / MonoSDF scan)",
+                "neus": "image/ + cameras_sphere.npz (NeuS / IDR DTU scan)"}
     want = " or ".join(v for k, v in expected.items() if fmt in ("auto", k))
     raise SceneError(f"{root}: no cameras found for --data.format {fmt}; expected {want}")
 
@@ -211,7 +224,7 @@ def load_scene(root: str | Path, cfg=None) -> Scene:
     root = Path(root)
     if not root.is_dir():
         raise SceneError(f"{root}: scene folder not found; pass a folder with images/ and sparse/ or transforms.json")
-    frames, pts, cols, split = _frames(root, cfg.format)
+    frames, pts, cols, split, extra = _frames(root, cfg.format, cfg.center_crop)
     if not frames:
         raise SceneError(f"{root}: the camera file lists no images")
     kept = []
@@ -228,7 +241,7 @@ def load_scene(root: str | Path, cfg=None) -> Scene:
     if len(frames) == 1:
         warnings.warn(f"gs_recon: {root}: only one view; it is used for training, there is no test view and "
                       "geometry is unconstrained in depth", stacklevel=2)
-    objects = _read_objects(root)
+    objects = _read_objects(root) or dict(extra.get("objects") or {})
 
     # load, undistort, downscale
     imgs, alphas, Ks, sizes = [], [], [], []
@@ -277,15 +290,24 @@ def load_scene(root: str | Path, cfg=None) -> Scene:
     # instance masks
     inst = None
     inst_dir = root / "instance"
-    if inst_dir.is_dir():
+    per_frame = any("instance_path" in fr for fr in frames)  # the parser paired masks with images
+    if per_frame or inst_dir.is_dir():
         labs = []
         for i, fr in enumerate(frames):
-            stem = Path(fr["name"]).stem
-            cands = [inst_dir / f"{stem}.png", inst_dir / f"{Path(fr['name']).name}.png"]
-            p = next((c for c in cands if c.exists()), None)
-            if p is None:
-                raise SceneError(f"{inst_dir}: no instance mask for image {fr['name']} (expected {cands[0].name})")
+            if per_frame:
+                p = fr.get("instance_path")
+                if p is None:  # a view without a mask (e.g. a test view): -1 = unknown, never an object id
+                    labs.append(np.full((H, W), -1, np.int64))
+                    continue
+            else:
+                stem = Path(fr["name"]).stem
+                cands = [inst_dir / f"{stem}.png", inst_dir / f"{Path(fr['name']).name}.png"]
+                p = next((c for c in cands if c.exists()), None)
+                if p is None:
+                    raise SceneError(f"{inst_dir}: no instance mask for image {fr['name']} (expected {cands[0].name})")
             lab = _load_label(p)
+            if "relabel" in fr:  # the layout's ids -> object ids (DP-Recon: 255 and unlisted ids = background)
+                lab = fr["relabel"](lab)
             src = fr["file_size"]
             if lab.shape != src:
                 raise SceneError(f"{p}: mask size {lab.shape[1]}x{lab.shape[0]} does not match image {fr['path'].name} "
@@ -297,7 +319,8 @@ def load_scene(root: str | Path, cfg=None) -> Scene:
             ox, oy = fr["crop"]
             labs.append(lab[oy : oy + H, ox : ox + W])
         inst = torch.from_numpy(np.stack(labs)).long()
-        present = set(int(v) for v in torch.unique(inst).tolist()) - {0}
+        present = set(int(v) for v in torch.unique(inst).tolist()) - {0, -1}
+        inst_dir = inst_dir if not per_frame else Path(str(frames[0]["instance_path"])).parent
         for k in sorted(present - set(objects)):
             warnings.warn(f"gs_recon: label {k} appears in {inst_dir} but not in objects.json; naming it object_{k}", stacklevel=2)
             objects[k] = ObjectInfo(k, f"object_{k}", "a photo of an object")
@@ -308,8 +331,12 @@ def load_scene(root: str | Path, cfg=None) -> Scene:
         if 1 not in objects:
             objects[1] = ObjectInfo(1, root.name or "object", f"a photo of a {root.name or 'object'}")
 
-    depth_prior = _load_priors(root / "depth", frames, sizes, (W, H), 1)
-    normal_prior = _load_priors(root / "normal", frames, sizes, (W, H), 3)
+    depth_prior = _load_priors(root / "depth", frames, sizes, (W, H), 1, "depth_path")
+    normal_prior = _load_priors(root / "normal", frames, sizes, (W, H), 3, "normal_path")
+    if depth_prior is not None and any("depth_mask_path" in fr for fr in frames):  # MonoSDF's valid-depth masks
+        valid = _load_priors(root / "_none", frames, sizes, (W, H), 1, "depth_mask_path")
+        if valid is not None:
+            depth_prior[valid < 0.5] = float("nan")
 
     # normalisation: camera centres into the unit sphere
     vms = np.stack([fr["viewmat"] for fr in frames])
@@ -337,16 +364,26 @@ def load_scene(root: str | Path, cfg=None) -> Scene:
         point_colors=torch.from_numpy(cols / 255.0).float() if cols is not None else None,
         world_from_internal=torch.from_numpy(w_from_i).float(), up=torch.from_numpy(up).float(),
         background_color=torch.from_numpy(bg).float(), source=frames[0]["source"],
+        world_frame=extra.get("world_frame") or {},
     )
 
 
-def _load_priors(d: Path, frames, sizes, size, ch: int) -> Optional[Tensor]:
-    if not d.is_dir():
+def _load_priors(d: Path, frames, sizes, size, ch: int, key: str) -> Optional[Tensor]:
+    """Monocular priors per frame, resampled like the photos: [C, H, W] (ch 1) or [C, H, W, 3].
+    Files: the path the parser paired with each frame (frame[key]), else d/<image stem>.npy. Views
+    without one (test views of the DP-Recon layout) are NaN. Normals: our layout [H, W, 3] (or [3, H, W])
+    in [-1, 1]; DP-Recon's (normal_encoding 'chw01') [3, H, W] in [0, 1], mapped x2-1. Both are OpenCV
+    camera-frame normals facing the camera (MonoSDF rotates its rendered normals into that frame)."""
+    paired = any(key in fr for fr in frames)
+    if not paired and not d.is_dir():
         return None
     out = []
     W, H = size
     for i, fr in enumerate(frames):
-        p = d / f"{Path(fr['name']).stem}.npy"
+        p = fr.get(key) if paired else d / f"{Path(fr['name']).stem}.npy"
+        if paired and p is None:
+            out.append(np.full((H, W) if ch == 1 else (H, W, 3), np.nan, np.float32))
+            continue
         if not p.exists():
             warnings.warn(f"gs_recon: {d} lacks {p.name}; ignoring the {d.name} priors", stacklevel=2)
             return None
@@ -356,6 +393,10 @@ def _load_priors(d: Path, frames, sizes, size, ch: int) -> Optional[Tensor]:
             raise SceneError(f"{p}: unreadable .npy ({e})") from None
         if ch == 3 and a.ndim == 3 and a.shape[0] == 3:
             a = a.transpose(1, 2, 0)
+        if ch == 3 and fr.get("normal_encoding") == "chw01":
+            a = a * 2.0 - 1.0
+        if ch == 1 and a.ndim == 3:
+            a = a[..., 0] if a.shape[-1] == 1 else a[0]
         if np.any(fr["dist"] != 0):  # estimated on the distorted photo: same resampling as the photo
             h0, w0 = fr["file_size"]
             K = fr["K_file"] * np.array([[a.shape[1] / w0], [a.shape[0] / h0], [1.0]])

@@ -59,20 +59,42 @@ def visible_from(points: np.ndarray, viewmats: np.ndarray, Ks: np.ndarray, width
     return seen
 
 
+def voxel_downsample(points: np.ndarray, voxel: float) -> np.ndarray:
+    """[P, 3] -> the mean point of each occupied voxel [V, 3] (Open3D's voxel_down_sample)."""
+    keys = np.floor(points / voxel).astype(np.int64)
+    _, inv = np.unique(keys, axis=0, return_inverse=True)
+    inv = inv.reshape(-1)
+    out = np.zeros((inv.max() + 1, 3))
+    np.add.at(out, inv, points)
+    return out / np.bincount(inv)[:, None]
+
+
 def mesh_metrics(pred, gt, threshold: float = 0.05, n: int = 100_000, seed: int = 0,
                  gt_samples: Optional[Tuple[np.ndarray, np.ndarray]] = None,
-                 gt_visible: Optional[np.ndarray] = None) -> Dict[str, float]:
+                 gt_visible: Optional[np.ndarray] = None, protocol: str = "samples",
+                 voxel: float = 0.02) -> Dict[str, float]:
     """pred, gt: trimesh.Trimesh. Returns accuracy, completeness, chamfer_l1, precision, recall, fscore,
     normal_consistency (see module docstring). A missing/empty prediction scores inf / 0.
 
     gt_visible [n] bool (over the GT samples): restrict to the visible side. Completeness/recall use the
-    visible GT samples only; accuracy/precision the predicted samples whose nearest GT sample is visible."""
+    visible GT samples only; accuracy/precision the predicted samples whose nearest GT sample is visible.
+    protocol "dprecon": distances between the meshes' vertices voxel-downsampled at `voxel` (2 cm) and
+    normal consistency over 200,000 face samples, as DP-Recon's eval/evaluate_single_scene.py."""
     from scipy.spatial import cKDTree
 
-    pg, ng = gt_samples if gt_samples is not None else sample_surface(gt, n, seed)
     if pred is None or len(pred.faces) == 0:
         return {"accuracy": float("inf"), "completeness": float("inf"), "chamfer_l1": float("inf"),
                 "precision": 0.0, "recall": 0.0, "fscore": 0.0, "normal_consistency": 0.0}
+    if protocol == "dprecon":
+        vp, vg = voxel_downsample(np.asarray(pred.vertices), voxel), voxel_downsample(np.asarray(gt.vertices), voxel)
+        d_pg, d_gp = cKDTree(vg).query(vp)[0], cKDTree(vp).query(vg)[0]
+        pp, npd = sample_surface(pred, 200_000, seed)
+        pg, ng = sample_surface(gt, 200_000, seed)
+        i_pg, i_gp = cKDTree(pg).query(pp)[1], cKDTree(pp).query(pg)[1]
+        return _scores(d_pg, d_gp, threshold, npd, ng, i_pg, i_gp)
+    if protocol != "samples":
+        raise ValueError(f"protocol {protocol!r}: use samples or dprecon")
+    pg, ng = gt_samples if gt_samples is not None else sample_surface(gt, n, seed)
     pp, npd = sample_surface(pred, n, seed)  # same seed: identical meshes give identical samples
     d_pg, i_pg = cKDTree(pg).query(pp)  # pred -> gt
     if gt_visible is not None:
@@ -84,6 +106,11 @@ def mesh_metrics(pred, gt, threshold: float = 0.05, n: int = 100_000, seed: int 
                     "precision": 0.0, "recall": 0.0, "fscore": 0.0, "normal_consistency": 0.0}
         i_pg = np.searchsorted(np.nonzero(gt_visible)[0], i_pg)  # index into the kept GT samples
     d_gp, i_gp = cKDTree(pp).query(pg)  # gt -> pred
+    return _scores(d_pg, d_gp, threshold, npd, ng, i_pg, i_gp)
+
+
+def _scores(d_pg, d_gp, threshold, npd, ng, i_pg, i_gp) -> Dict[str, float]:
+    """Distances pred->GT and GT->pred, and normals with nearest-neighbour indices -> the metrics."""
     acc, comp = float(d_pg.mean()), float(d_gp.mean())
     prec, rec = float((d_pg < threshold).mean()), float((d_gp < threshold).mean())
     f = 2 * prec * rec / (prec + rec) if prec + rec > 0 else 0.0

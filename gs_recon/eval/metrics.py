@@ -39,3 +39,26 @@ def ssim_map(pred: Tensor, gt: Tensor, size: int = 11, sigma: float = 1.5) -> Te
 def ssim(pred: Tensor, gt: Tensor) -> Tensor:
     """Mean SSIM of [B, H, W, 3] images (differentiable)."""
     return ssim_map(pred, gt).mean()
+
+
+def instance_miou(pred: Tensor, gt: Tensor) -> float | None:
+    """DP-Recon's novel-view mask metric (eval/eval_mask.py) for one view: the mean over the ground-truth
+    instances present (background 0 excluded) of IoU(pred == id, gt == id). pred, gt [H, W] int labels.
+    None when the view shows only background or its mask is unknown (any gt < 0)."""
+    if bool((gt < 0).any()):
+        return None
+    ids = [int(i) for i in torch.unique(gt).tolist() if i != 0]
+    if not ids:
+        return None
+    ious = []
+    for i in ids:
+        p, g = pred == i, gt == i
+        ious.append(float((p & g).sum()) / float((p | g).sum()))
+    return sum(ious) / len(ious)
+
+
+def label_map(object_alpha: Tensor, thresh: float = 0.5) -> Tensor:
+    """Rendered labels [..., H, W] from per-label alpha [..., H, W, L]: the label with the most alpha,
+    background (0) where the total alpha is below thresh."""
+    lab = object_alpha.argmax(-1)
+    return torch.where(object_alpha.sum(-1) >= thresh, lab, torch.zeros_like(lab))

@@ -160,9 +160,11 @@ def load_guidance(model: str, guidance_scale: float = 50.0, device="cpu", fp16: 
     return SDSGuidance(*parts, guidance_scale=guidance_scale, device=dev, dtype=dtype)
 
 
-def prompts_for(scene) -> Dict[int, str]:
-    """Prompt per object id (objects.json 'prompt', else 'a photo of a {name}'); 0 = background."""
-    return {0: "a photo of an empty room, walls and floor", **{o.id: o.prompt for o in scene.objects}}
+def prompts_for(scene, stage: str = "geometry") -> Dict[int, str]:
+    """Prompt per object id (objects.json 'prompt', else 'a photo of a {name}'; the appearance stage uses
+    the appearance prompt where the layout gives one, DP-Recon's *_prompt_texture.json); 0 = background."""
+    return {0: "a photo of an empty room, walls and floor",
+            **{o.id: o.appearance_prompt if stage == "appearance" else o.prompt for o in scene.objects}}
 
 
 def timestep_range(start: List[int], end: List[int], progress: float, hold: float = 0.0):

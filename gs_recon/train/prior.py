@@ -90,7 +90,7 @@ class PriorStages:
     def __init__(self, trainer, guidance: SDSGuidance, cfg: PriorConfig):
         self.tr, self.g, self.cfg = trainer, guidance, cfg
         s = trainer.scene
-        self.prompts = prompts_for(s)
+        self.prompts, self.app_prompts = prompts_for(s), prompts_for(s, "appearance")
         self.category = {o.id: o.category for o in s.objects}
         self.objects = self._objects_seen()
         self.geo_ids = self.objects + ([0] if cfg.background_geometry else [])
@@ -256,7 +256,7 @@ class PriorStages:
         if c.pixel_weighting:
             w = appearance_weight(_on_grid(out.extra, z), c.appearance_vis_thresh)
         self._prepare("appearance", oid, vms, Ks, c.appearance_res, z.shape[-1])
-        loss = c.sds_appearance_lambda * self.g.sds_loss(z, self.prompts[oid], c.app_t, w, generator=self.gen)
+        loss = c.sds_appearance_lambda * self.g.sds_loss(z, self.app_prompts[oid], c.app_t, w, generator=self.gen)
         return {"sds_app": loss}
 
     # ------------------------------------------------------------------ stages
