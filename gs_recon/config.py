@@ -83,6 +83,7 @@ class TrainConfig:
 class OutputConfig:
     out_dir: Optional[str] = None  # default outputs/<scene>/<timestamp>
     export_splat: bool = True  # also write antimatter15 .splat files beside the .ply
+    export_spz: bool = True  # also write Niantic .spz (v3, ~10x smaller than .ply; SuperSplat, Spark, three.js)
     save_test_renders: bool = True  # write the test views' renders to RUN_DIR/renders/test/
 
 

@@ -37,9 +37,14 @@ def depth_prior_loss(depth: Tensor, prior: Tensor, mask: Tensor) -> Tensor:
         if m.sum() < 10:
             continue
         x, y = p[m], d[m]
-        A = torch.stack([x, torch.ones_like(x)], -1)
-        sol = torch.linalg.lstsq(A.detach(), y.detach()[:, None]).solution[:, 0]
-        losses.append((A @ sol - y).abs().mean())
+        # least squares y ~ a x + b in closed form (float64 sums): torch.linalg.lstsq goes through
+        # multi-threaded LAPACK, whose results differed run to run and made training irreproducible
+        xd, yd = x.detach().double(), y.detach().double()
+        n, sx, sy, sxx, sxy = xd.numel(), xd.sum(), yd.sum(), (xd * xd).sum(), (xd * yd).sum()
+        det = n * sxx - sx * sx
+        a = (n * sxy - sx * sy) / det if det > 1e-12 else xd.new_zeros(())
+        b = (sy - a * sx) / n
+        losses.append((a.float() * x + b.float() - y).abs().mean())
     return torch.stack(losses).mean() if losses else depth.new_zeros(())
 
 

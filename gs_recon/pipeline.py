@@ -96,7 +96,8 @@ def run(scene_dir: str | Path, cfg: Config, resume: bool = False, progress: bool
                 save_png(out / "renders" / "test" / f"{Path(scene.image_names[i]).stem}.png", r.rgb[0])
     timings["eval_s"] = time.time() - t0
     t0 = time.time()
-    entries = export_splats(trainer.params, scene, out, splat=cfg.output.export_splat)
+    entries = export_splats(trainer.params, scene, out, formats=["ply"] + ["splat"] * cfg.output.export_splat
+                           + ["spz"] * cfg.output.export_spz)
     timings["export_s"] = time.time() - t0
     meshes = None
     if cfg.mesh.extract:

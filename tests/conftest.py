@@ -19,10 +19,11 @@ def shared(name: str) -> Path:
     return p
 
 
-# The only reasons a test may skip in CI: no GPU, no ../shared/data, no chromium (a system package the CI
-# script installs when it can). A test that needs only the test extras never skips: under CI=true (or
+# The only reasons a test may skip in CI: no GPU, no ../shared/data, no chromium, no npm readers (what the
+# CI script installs when it can). A test that needs only the test extras never skips: under CI=true (or
 # GS_RECON_STRICT_SKIPS=1) any other skip fails the session, so a lost dependency cannot hide as a skip.
-EXPECTED_SKIPS = ("needs a CUDA GPU", "shared test data", "Debian's chromium is not installed")
+EXPECTED_SKIPS = ("needs a CUDA GPU", "shared test data", "Debian's chromium is not installed",
+                  "npm tools are not installed")
 
 
 def pytest_sessionfinish(session, exitstatus):

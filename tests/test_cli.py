@@ -128,7 +128,7 @@ def test_gs_recon_command_and_help():
     r = _gs("train", str(DEMO), "--guidance", "nope")
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "Expected one of ('none', 'sd')" in r.stderr
     r = _gs("export", "--help")
-    assert r.returncode == 0 and "{ply,splat,glb}" in r.stdout and "--mesh.resolution" in r.stdout
+    assert r.returncode == 0 and "{ply,splat,spz,glb}" in r.stdout and "--mesh.resolution" in r.stdout
 
 
 def test_tools_wrappers_are_the_same_commands(tmp_path):

@@ -201,30 +201,76 @@ def test_dprecon_mesh_protocol():
 def test_layouts_train_like_todays(tmp_path):
     """Acceptance: the same synthetic scene written as DP-Recon and NeuS scans trains to within 0.5 dB test
     PSNR and 10% object Chamfer of today's layout (read through its transforms.json: the IDR layouts carry
-    no SfM points either), with the meshes scored in the original frame (GTmesh/ for DP-Recon)."""
-    def train_eval(scene, tag, *extra):
-        out = tmp_path / f"run_{tag}"
+    no SfM points either), with the meshes scored in the original frame (GTmesh/ for DP-Recon).
+
+    The layouts load to the same scene up to 1e-7 (test above), but 700 steps of densification amplify
+    such differences like a change of seed: one seed's test PSNR moved by up to 0.7 dB between seeds
+    (measured 31.55 / 31.98 / 31.29 dB for seeds 0-2 of today's layout), so each layout is the mean over
+    seeds, and the seed spread is printed beside it."""
+    def train_eval(scene, tag, seed, *extra):
+        out = tmp_path / f"run_{tag}_{seed}"
         r = subprocess.run([sys.executable, "-m", "gs_recon", "train", str(scene), "--config", "tiny_cpu",
-                            "--no_progress", "--output.out_dir", str(out), *extra], cwd=ROOT, capture_output=True,
-                           text=True, timeout=900)
+                            "--no_progress", "--output.out_dir", str(out), "--train.seed", str(seed), "--mesh.resolution", "64",
+                            "--mesh.background_resolution", "64", *extra],
+                           cwd=ROOT, capture_output=True, text=True, timeout=900)
         assert r.returncode == 0, r.stderr[-2000:]
         r = subprocess.run([sys.executable, "-m", "gs_recon", "eval", str(out), "--samples", "30000"], cwd=ROOT,
                            capture_output=True, text=True, timeout=600)
         assert r.returncode == 0, r.stderr[-2000:]
         ev = json.loads((out / "eval.json").read_text())
         objs = [m["chamfer_l1"] for k, m in ev["meshes"]["meshes"].items() if k not in ("background", "scene")]
-        return ev["images"]["scene"], float(np.mean(objs)), ev
+        return ev["images"]["scene"]["psnr"], float(np.mean(objs)), ev["images"]["scene"]["mask_miou"], ev
 
-    kw = dict(n_objects=3, views=16, arc=150, test_views=4, width=96, height=72, n_points=500)
-    ref, ref_cd, _ = train_eval(make_scene(tmp_path / "default", **kw), "default", "--data.format", "blender")
-    dp, dp_cd, ev = train_eval(make_scene(tmp_path / "dprecon", layout="dprecon", **kw), "dprecon")
-    print(f"default {ref['psnr']:.2f} dB CD {ref_cd:.4f} mIoU {ref['mask_miou']:.3f}; dprecon {dp['psnr']:.2f} dB "
-          f"CD {dp_cd:.4f} mIoU {dp['mask_miou']:.3f}")
-    assert abs(dp["psnr"] - ref["psnr"]) < 0.5 and abs(dp_cd - ref_cd) < 0.1 * ref_cd
-    # mIoU over 4 test views all around a 150-degree capture (0.65 measured): the same in both layouts
-    assert ev["meshes"]["frame"].startswith("original") and abs(dp["mask_miou"] - ref["mask_miou"]) < 0.03
-    kw = dict(n_objects=1, views=16, arc=150, width=96, height=72, n_points=500)
-    ref, ref_cd, _ = train_eval(make_scene(tmp_path / "default1", **kw), "default1", "--data.format", "blender")
-    ne, ne_cd, _ = train_eval(make_scene(tmp_path / "neus", layout="neus", **kw), "neus")
-    print(f"default {ref['psnr']:.2f} dB CD {ref_cd:.4f}; neus {ne['psnr']:.2f} dB CD {ne_cd:.4f}")
-    assert abs(ne["psnr"] - ref["psnr"]) < 0.5 and abs(ne_cd - ref_cd) < 0.1 * ref_cd
+    def mean_over_seeds(scene, tag, seeds, *extra):
+        runs = [train_eval(scene, tag, s, *extra) for s in seeds]
+        p, c, m = (np.array([r[i] for r in runs]) for i in range(3))
+        print(f"{tag}: PSNR {p.mean():.2f} dB (seeds {', '.join(f'{x:.2f}' for x in p)}), object CD "
+              f"{c.mean() * 100:.2f} cm ({', '.join(f'{x * 100:.2f}' for x in c)}), mask mIoU {m.mean():.3f}")
+        return p.mean(), c.mean(), m.mean(), runs[0][3]
+
+    # test views inside the arc (every 8th)
+    kw = dict(n_objects=3, views=24, arc=150, width=96, height=72, n_points=500)
+    d_scene, p_scene = make_scene(tmp_path / "default", **kw), make_scene(tmp_path / "dprecon", layout="dprecon", **kw)
+    # before the first densification (step 150) nothing amplifies float noise: the same run (23.58 vs 23.55 dB)
+    short = []
+    for scene, extra in ((d_scene, ["--data.format", "blender"]), (p_scene, [])):
+        out = tmp_path / f"short_{len(short)}"
+        r = subprocess.run([sys.executable, "-m", "gs_recon", "train", str(scene), "--config", "tiny_cpu",
+                            "--train.iterations", "140", "--mesh.extract", "false", "--no_progress",
+                            "--output.out_dir", str(out), *extra], cwd=ROOT, capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stderr[-2000:]
+        short.append(json.loads((out / "scene.json").read_text())["metrics"]["test"]["psnr"])
+    print(f"140 steps: default {short[0]:.3f} dB, dprecon {short[1]:.3f} dB")
+    assert abs(short[0] - short[1]) < 0.1
+    seeds = (0, 1, 2)
+    ref = mean_over_seeds(d_scene, "default", seeds, "--data.format", "blender")
+    dp = mean_over_seeds(p_scene, "dprecon", seeds)
+    assert abs(dp[0] - ref[0]) < 0.5 and abs(dp[1] - ref[1]) < 0.1 * ref[1]
+    assert dp[3]["meshes"]["frame"].startswith("original") and abs(dp[2] - ref[2]) < 0.05
+    kw = dict(n_objects=1, views=24, arc=150, width=96, height=72, n_points=500)
+    ref = mean_over_seeds(make_scene(tmp_path / "default1", **kw), "default, 1 object", seeds, "--data.format", "blender")
+    ne = mean_over_seeds(make_scene(tmp_path / "neus", layout="neus", **kw), "neus", seeds)
+    assert abs(ne[0] - ref[0]) < 0.5 and abs(ne[1] - ref[1]) < 0.1 * ref[1]
+
+
+def test_depth_prior_loss_fit_is_least_squares_and_reproducible():
+    """The closed-form scale/shift fit equals torch.linalg.lstsq's, and the loss is bit-identical when
+    recomputed (lstsq's threaded LAPACK path was not: two identical 700-step runs ended 1 dB apart)."""
+    from gs_recon.losses import depth_prior_loss
+
+    g = torch.Generator().manual_seed(0)
+    prior = torch.rand(2, 20, 30, generator=g) * 3 + 1
+    depth = (2.0 * prior - 0.7 + 0.05 * torch.randn(2, 20, 30, generator=g)).requires_grad_()
+    mask = torch.rand(2, 20, 30, generator=g) > 0.3
+    ref = []
+    for d, p, m in zip(depth.detach(), prior, mask):
+        A = torch.stack([p[m], torch.ones_like(p[m])], -1).double()
+        sol = torch.linalg.lstsq(A, d[m].double()[:, None]).solution
+        ref.append(((A @ sol)[:, 0] - d[m].double()).abs().mean())
+    got = depth_prior_loss(depth, prior, mask)
+    assert float(got) == pytest.approx(float(torch.stack(ref).mean()), rel=1e-4)
+    got.backward()
+    g1 = depth.grad.clone()
+    depth.grad = None
+    depth_prior_loss(depth, prior, mask).backward()
+    assert torch.equal(g1, depth.grad) and float(got) == float(depth_prior_loss(depth, prior, mask))

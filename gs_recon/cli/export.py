@@ -1,8 +1,8 @@
 """Re-export a finished run, or a subset of its objects, in one format.
 
-    gs-recon export RUN_DIR --format ply|splat|glb [--objects 1,3] [--out DIR]
+    gs-recon export RUN_DIR --format ply|splat|spz|glb [--objects 1,3] [--out DIR]
 
-ply / splat: 3DGS Gaussians in the input's world frame, one file per object plus, with --objects,
+ply / splat / spz: 3DGS Gaussians in the input's world frame, one file per object plus, with --objects,
              DIR/splats/selection.<fmt> holding exactly those objects (without --objects: the whole
              scene, background and every object).
 glb:         the objects' TSDF meshes as one glTF scene (one named node per object) at DIR/selection.glb;
@@ -27,7 +27,7 @@ from .args import ConfigArgs, parse, run_default
 class ExportArgs:
     # a finished run: the output folder of gs-recon train (holds scene.json)
     run_dir: Annotated[str, tyro.conf.Positional, tyro.conf.arg(metavar="RUN_DIR")]
-    format: Literal["ply", "splat", "glb"]  # 3DGS .ply, antimatter15 .splat, or the meshes as one glTF scene
+    format: Literal["ply", "splat", "spz", "glb"]  # 3DGS .ply, antimatter15 .splat, Niantic .spz, or the meshes as one glTF scene
     cfg: ConfigArgs
     objects: Optional[str] = None  # comma-separated object ids; none: everything
     out: Optional[str] = None  # output folder; none: RUN_DIR/export

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from ..io_utils import atomic_path, check_writable, write_json
-from .splats import to_world, valid_mask, write_ply, write_splat
+from .splats import to_world, valid_mask, write_ply, write_splat, write_spz
 
 
 def slug(name: str) -> str:
@@ -20,12 +20,15 @@ def object_file_stem(oid: int, name: str) -> str:
     return f"{oid}_{slug(name)}"
 
 
-def export_splats(params, scene, out_dir: Path, splat: bool = True, objects: List[int] | None = None,
-                  ply: bool = True, whole: bool = True) -> List[Dict]:
+SPLAT_WRITERS = {"ply": write_ply, "splat": write_splat, "spz": write_spz}
+
+
+def export_splats(params, scene, out_dir: Path, formats=("ply", "splat", "spz"), objects: List[int] | None = None,
+                  whole: bool = True) -> List[Dict]:
     """Export (in the input's world frame) the whole scene and background (when `whole`) and each object
-    whose label is in `objects` (default all), as 3DGS .ply and/or .splat under OUT_DIR/splats/.
-    With `objects` given and not `whole`, also writes splats/selection.* holding just those objects.
-    Returns manifest entries."""
+    whose label is in `objects` (default all), in each of `formats` (3DGS .ply, antimatter15 .splat,
+    Niantic .spz) under OUT_DIR/splats/. With `objects` given and not `whole`, also writes
+    splats/selection.* holding just those objects. Returns manifest entries."""
     g = {k: v.detach().cpu() for k, v in params.items()}
     gw = to_world(g, scene.world_from_internal)
     ok = valid_mask(gw)
@@ -36,12 +39,9 @@ def export_splats(params, scene, out_dir: Path, splat: bool = True, objects: Lis
     def write(mask, rel: str):
         sub = {k: v[mask & ok] for k, v in gw.items()}
         n, files = int(sub["means"].shape[0]), []
-        if ply:
-            write_ply(d / f"{rel}.ply", sub)
-            files.append(f"splats/{rel}.ply")
-        if splat:
-            write_splat(d / f"{rel}.splat", sub)
-            files.append(f"splats/{rel}.splat")
+        for fmt in formats:
+            SPLAT_WRITERS[fmt](d / f"{rel}.{fmt}", sub)
+            files.append(f"splats/{rel}.{fmt}")
         pts = sub["means"]
         bbox = [pts.min(0).values.tolist(), pts.max(0).values.tolist()] if n else None
         return n, files, bbox
@@ -83,12 +83,12 @@ def export_selection(run, fmt: str, objects: List[int] | None, out_dir: Path) ->
 
     out_dir = Path(out_dir)
     check_writable(out_dir)
-    if fmt in ("ply", "splat"):
-        entries = export_splats(run.params, run.scene, out_dir, splat=fmt == "splat", ply=fmt == "ply",
+    if fmt in SPLAT_WRITERS:
+        entries = export_splats(run.params, run.scene, out_dir, formats=(fmt,),
                                 objects=objects, whole=objects is None)
         return [out_dir / f for e in entries for f in e["files"]]
     if fmt != "glb":
-        raise SceneError(f"--format {fmt}: unknown; use ply, splat or glb")
+        raise SceneError(f"--format {fmt}: unknown; use ply, splat, spz or glb")
     import trimesh
 
     from ..mesh.extract import extract_meshes, write_glb

@@ -135,3 +135,119 @@ def read_splat(path: str | Path) -> Dict[str, np.ndarray]:
         raise SceneError(f"{path}: size {len(raw)} is not a multiple of 32 bytes; not a .splat file")
     rec = np.frombuffer(raw, dtype=[("pos", "<f4", 3), ("scale", "<f4", 3), ("rgba", "u1", 4), ("rot", "u1", 4)])
     return {k: rec[k] for k in rec.dtype.names}
+
+
+# ---------------------------------------------------------------- .spz (Niantic, version 3)
+# gzip of: 16-byte header (magic 0x5053474e "NGSP", version 3, count, SH degree, 12 fractional bits,
+# flags, reserved), then per attribute for all Gaussians: positions (3 x 24-bit signed fixed point),
+# alphas (u8 sigmoid), colours (u8: f_dc * 0.15 * 255 + 127.5), scales (u8: (log s + 10) * 16), rotations
+# (u32 smallest three: index of the largest |component| in 2 bits, 3 x (sign bit + 9-bit magnitude / (1/sqrt2))
+# over x, y, z, w), SH bands 1..3 (u8, coefficient-major, channel inner; 5 bits kept for band 1, 4 above).
+# .spz stores right-up-back (RUB, three.js) axes; our files, like every 3DGS PLY, are right-down-front
+# (RDF). The conversion, as the reference library's coordinateConverter(RDF, RUB) does it: negate y and z
+# of positions, of the quaternions' y and z, and of the SH coefficients odd in y or z (SPZ_RDF_RUB_SH).
+# Spec: github.com/nianticlabs/spz (README, load-spz.cc); read back by PlayCanvas splat-transform in the tests.
+SPZ_MAGIC, SPZ_VERSION, SPZ_FRACTIONAL_BITS = 0x5053474E, 3, 12
+SPZ_RDF_RUB_SH = np.array([-1, -1, 1, -1, 1, 1, -1, 1, -1, 1, -1, -1, 1, -1, 1], np.float32)  # bands 1-3
+SPZ_RDF_RUB_P = np.array([1.0, -1.0, -1.0])
+
+
+def _u8(x: np.ndarray) -> np.ndarray:
+    return np.clip(np.round(x), 0, 255).astype(np.uint8)
+
+
+def _sh_u8(x: np.ndarray, bits: int) -> np.ndarray:
+    q = np.round((x + 1.0) / 2.0 * 255.0).astype(np.int64)
+    bucket = 1 << (8 - bits)
+    return np.clip((q + bucket // 2) // bucket * bucket, 0, 255).astype(np.uint8)
+
+
+def write_spz(path: str | Path, g: Dict[str, Tensor]) -> int:
+    """Gaussians (already in the output frame) -> .spz version 3. Invalid ones are dropped. Returns the count."""
+    import gzip
+
+    keep = valid_mask(g)
+    means = g["means"].detach().cpu()[keep].double().numpy() * SPZ_RDF_RUB_P
+    N = means.shape[0]
+    shN = g["shN"].detach().cpu()[keep].float().numpy()  # [N, K-1, 3]
+    shN = shN * SPZ_RDF_RUB_SH[: shN.shape[1], None]
+    deg = {0: 0, 3: 1, 8: 2, 15: 3}[shN.shape[1]]
+    if np.abs(means).max(initial=0.0) >= 2 ** (23 - SPZ_FRACTIONAL_BITS):
+        raise SceneError(f"{path}: a Gaussian lies beyond +-2048 units, outside .spz's fixed-point range")
+    fixed = np.round(means * (1 << SPZ_FRACTIONAL_BITS)).astype(np.int64).reshape(-1) & 0xFFFFFF
+    pos = np.stack([fixed & 0xFF, (fixed >> 8) & 0xFF, (fixed >> 16) & 0xFF], -1).astype(np.uint8)
+    alpha = _u8(torch.sigmoid(g["opacities"].detach().cpu()[keep].float()).numpy() * 255.0)
+    col = _u8(g["sh0"].detach().cpu()[keep].reshape(N, 3).float().numpy() * (0.15 * 255.0) + 127.5)
+    scl = _u8((g["scales"].detach().cpu()[keep].float().numpy() + 10.0) * 16.0)
+    q = torch.nn.functional.normalize(g["quats"].detach().cpu()[keep].double(), dim=-1).numpy()
+    xyzw = np.concatenate([q[:, 1:] * SPZ_RDF_RUB_P, q[:, :1]], -1)
+    big = np.abs(xyzw).argmax(-1)
+    negate = xyzw[np.arange(N), big] < 0
+    comp = big.astype(np.uint64)
+    for i in range(4):
+        others = big != i
+        neg = ((xyzw[:, i] < 0) ^ negate).astype(np.uint64)
+        mag = np.floor(511.0 * np.abs(xyzw[:, i]) / np.sqrt(0.5) + 0.5).astype(np.uint64)
+        comp = np.where(others, (comp << np.uint64(10)) | (neg << np.uint64(9)) | mag, comp)
+    rot = (comp.astype(np.uint32)[:, None] >> np.array([0, 8, 16, 24], np.uint32)).astype(np.uint8) & 0xFF
+    sh = np.zeros((N, 0), np.uint8)
+    if deg:
+        flat = shN.reshape(N, -1)
+        bits = np.full(flat.shape[1], 4)
+        bits[:9] = 5
+        sh = np.stack([_sh_u8(flat[:, j], int(bits[j])) for j in range(flat.shape[1])], -1)
+    header = np.array([SPZ_MAGIC, SPZ_VERSION, N], "<u4").tobytes() + bytes([deg, SPZ_FRACTIONAL_BITS, 0, 0])
+    body = b"".join(a.tobytes() for a in (pos, alpha, col, scl, rot, sh))
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(gzip.compress(header + body, mtime=0))
+    return N
+
+
+def read_spz(path: str | Path) -> Dict[str, Tensor]:
+    """.spz version 2 or 3 -> the Gaussian dict (labels all 0). Clear errors on other files."""
+    import gzip
+
+    path = Path(path)
+    try:
+        raw = gzip.decompress(path.read_bytes())
+    except (OSError, EOFError) as e:
+        raise SceneError(f"{path}: not a gzip stream ({type(e).__name__}); not a .spz file") from None
+    magic, version, N = np.frombuffer(raw[:12], "<u4")
+    deg, frac = raw[12], raw[13]
+    if magic != SPZ_MAGIC or version not in (2, 3):
+        raise SceneError(f"{path}: not a .spz file (magic {magic:#x}, version {version}); versions 2 and 3 are read")
+    dim = {0: 0, 1: 3, 2: 8, 3: 15}[deg]
+    sizes = [N * 9, N, N * 3, N * 3, N * (4 if version == 3 else 3), N * dim * 3]
+    offs = np.cumsum([16] + sizes)
+    if len(raw) < offs[-1]:
+        raise SceneError(f"{path}: truncated ({len(raw)} of {offs[-1]} bytes)")
+    part = [np.frombuffer(raw[offs[i]:offs[i + 1]], np.uint8) for i in range(6)]
+    p = part[0].reshape(-1, 3).astype(np.int64)
+    fixed = p[:, 0] | (p[:, 1] << 8) | (p[:, 2] << 16)
+    fixed = np.where(fixed & 0x800000, fixed - (1 << 24), fixed)
+    means = (fixed / float(1 << frac)).reshape(N, 3)
+    a = part[1].astype(np.float64) / 255.0
+    opac = np.log(np.clip(a, 1e-6, 1 - 1e-6) / np.clip(1 - a, 1e-6, 1))
+    sh0 = (part[2].reshape(N, 3).astype(np.float64) - 127.5) / (0.15 * 255.0)
+    scales = part[3].reshape(N, 3).astype(np.float64) / 16.0 - 10.0
+    if version == 3:
+        r = part[4].reshape(N, 4).astype(np.uint32)
+        comp = r[:, 0] | (r[:, 1] << 8) | (r[:, 2] << 16) | (r[:, 3] << 24)
+        big = comp >> 30
+        xyzw = np.zeros((N, 4))
+        for i in (3, 2, 1, 0):  # the last packed component sits in the lowest bits
+            others = big != i
+            mag = (comp & 511).astype(np.float64) / 511.0 * np.sqrt(0.5)
+            val = np.where(comp & 512, -mag, mag)
+            xyzw[:, i] = np.where(others, val, 0.0)
+            comp = np.where(others, comp >> 10, comp)
+        xyzw[np.arange(N), big] = np.sqrt(np.clip(1.0 - (xyzw ** 2).sum(-1), 0.0, None))
+    else:
+        xyz = part[4].reshape(N, 3).astype(np.float64) / 127.5 - 1.0
+        xyzw = np.concatenate([xyz, np.sqrt(np.clip(1 - (xyz ** 2).sum(-1), 0, None))[:, None]], -1)
+    shN = ((part[5].reshape(N, dim, 3).astype(np.float64) - 128.0) / 128.0) if dim else np.zeros((N, 0, 3))
+    means, shN = means * SPZ_RDF_RUB_P, shN * SPZ_RDF_RUB_SH[:dim, None]  # RUB -> RDF (the same flips)
+    xyzw[:, :3] *= SPZ_RDF_RUB_P
+    t = lambda x: torch.from_numpy(np.ascontiguousarray(x)).float()  # noqa: E731
+    return {"means": t(means), "sh0": t(sh0)[:, None, :], "shN": t(shN), "opacities": t(opac), "scales": t(scales),
+            "quats": t(np.concatenate([xyzw[:, 3:], xyzw[:, :3]], -1)), "labels": torch.zeros(N, dtype=torch.long)}
