@@ -158,9 +158,10 @@ def _objects(root: Path):
     return objects, mapping, {o.id: raw for o, (_, raw) in zip(objects.values(), items)}
 
 
-def _view_set(root: Path, rgb: List[Path], cams: Path, masks_dir: Path, relabel, center_crop: str,
-              prefix: str, priors: bool) -> List[Dict]:
-    Ks, vms, _ = read_cameras(cams, len(rgb))
+def _view_set(rgb: List[Path], cams: Path, masks_dir: Path, relabel, center_crop: str,
+              prefix: str, priors: bool) -> Tuple[List[Dict], np.ndarray]:
+    """Frames for one set of photos and its cameras npz, and that npz's scale_mat_0."""
+    Ks, vms, scale0 = read_cameras(cams, len(rgb))
     masks = sorted(masks_dir.glob("*.png")) if masks_dir.is_dir() else []
     if masks and len(masks) != len(rgb):
         raise SceneError(f"{masks_dir}: {len(masks)} masks for {len(rgb)} images; one per image, in sorted order")
@@ -180,7 +181,7 @@ def _view_set(root: Path, rgb: List[Path], cams: Path, masks_dir: Path, relabel,
             extra["normal_encoding"] = "chw01"  # [3, H, W] in [0, 1]: x2-1
         frames.append(_frame(f"{prefix}{p.name}", p, center_crop_K(Ks[i], size, center_crop, cams), vms[i],
                              size[0], size[1], cams, **extra))
-    return frames
+    return frames, scale0
 
 
 def parse_dprecon(root: Path, center_crop: str = "auto"):
@@ -188,15 +189,14 @@ def parse_dprecon(root: Path, center_crop: str = "auto"):
     rgb = sorted(root.glob("*_rgb.png"))
     objects, mapping, raw_ids = _objects(root)
     relabel = _labels_from(mapping)  # 255 and unlisted ids -> background
-    frames = _view_set(root, rgb, root / "cameras.npz", root / "instance_mask", relabel, center_crop, "", True)
+    frames, scale0 = _view_set(rgb, root / "cameras.npz", root / "instance_mask", relabel, center_crop, "", True)
     split = None
     ev = root / "eval-novel-views"
     if (ev / "cameras.npz").exists() and (ev / "rgb").is_dir():
         erg = sorted((ev / "rgb").glob("*.png"))
-        frames += _view_set(root, erg, ev / "cameras.npz", ev / "instance_mask", relabel, center_crop,
-                            "eval-novel-views/rgb/", False)
+        frames += _view_set(erg, ev / "cameras.npz", ev / "instance_mask", relabel, center_crop,
+                            "eval-novel-views/rgb/", False)[0]
         split = {"train": [f["name"] for f in frames[: len(rgb)]], "test": [f["name"] for f in frames[len(rgb):]]}
-    _, _, scale0 = read_cameras(root / "cameras.npz", len(rgb))
     wf = world_frame(scale0, root / "cameras.npz")
     wf["instance_ids"] = {str(k): v for k, v in raw_ids.items()}
     return frames, None, None, split, {"objects": objects, "world_frame": wf, "format": "dprecon"}
@@ -211,9 +211,8 @@ def parse_neus(root: Path):
     if not rgb:
         raise SceneError(f"{img_dir}: no images")
     cams = root / "cameras_sphere.npz"
-    frames = _view_set(root, rgb, cams, root / "mask", lambda m: (m > 127).astype(m.dtype), "off",
+    frames, scale0 = _view_set(rgb, cams, root / "mask", lambda m: (m > 127).astype(m.dtype), "off",
                        f"{img_dir.name}/", False)
-    _, _, scale0 = read_cameras(cams, len(rgb))
     name = root.name or "object"
     objects = {1: ObjectInfo(1, name, f"a photo of a {name}")} if (root / "mask").is_dir() else {}
     if not objects:
