@@ -26,6 +26,8 @@ setup(
         "ninja",
         "scikit-image",
         "tyro>=0.9",
+        "xatlas>=0.0.9",  # UV unwrap of the meshes
+        "fast-simplification>=0.1.7",  # quadric decimation to the face budgets
     ],
     extras_require={
         "test": ["pytest", "diffusers>=0.30", "transformers>=4.40", "viser>=1.0"],

@@ -100,6 +100,20 @@ class MeshConfig:
     # voxels (watertight solids); "open" fuses only the surfaces the Gaussians render (what the Gaussians
     # did, nothing filled in: the benchmark's prior table uses it)
     object_mode: Literal["closed", "open"] = "closed"
+    # closed objects: take the TSDF iso-level (0 to 0.9 of the truncation) whose solid matches the Gaussians'
+    # silhouettes best; median depth sits a layer into the Gaussians, so level 0 shrinks every object
+    # (demo: object silhouettes 11% smaller than the photos' at level 0; docs/BENCHMARKS.md)
+    fit_silhouettes: bool = True
+    # face budgets (quadric decimation after marching cubes; 0 keeps every face). 20k faces keep an object
+    # within ~0.1% of its bbox diagonal of the full mesh (docs/BENCHMARKS.md) and unwrap in ~5 s; the
+    # background is mostly large planes: 40k faces (xatlas ~20 s; it grows faster than linearly)
+    max_faces: int = 20000
+    background_max_faces: int = 40000
+    # UV texture: xatlas unwrap + albedo baked from the Gaussians' renders (OBJ+MTL+PNG, textured glb);
+    # sizes as DP-Recon (1024 objects, 2048 background). false: vertex colours only
+    texture: bool = True
+    texture_size: int = 1024
+    background_texture_size: int = 2048
 
 
 @dataclass

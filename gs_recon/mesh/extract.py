@@ -1,12 +1,14 @@
 """Meshes from a trained run: for each object (and the background, and the whole scene) render
 object-alone median depth, alpha and RGB from the training views plus orbit views around its box,
 keep pixels with alpha > 0.5, fuse into a TSDF over the box, marching cubes, clean, colour.
-Writes meshes/objects/<id>_<name>.ply/.obj, meshes/background.ply, meshes/scene.ply and
-meshes/scene.glb (one named node per object), all in the input's world frame.
+Then decimate to a face budget, unwrap (xatlas) and bake an albedo texture from the same renders.
+Writes meshes/objects/<id>_<name>.ply (vertex colours) and .obj/.mtl/_albedo.png, meshes/background.*,
+meshes/scene.ply and meshes/scene.glb (one named, textured node per object), all in the input's world frame.
 """
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 from typing import Dict, List, Optional
 
@@ -18,6 +20,8 @@ from ..config import MeshConfig
 from ..data.errors import SceneError
 from ..io_utils import atomic_path
 from ..render.api import render
+from .simplify import decimate
+from .texture import BakeViews, bake, textured_mesh, unwrap
 from .tsdf import TSDFVolume, clean_mesh
 
 FREE = 1e6  # depth written for pixels an object does not cover (free space all along the ray)
@@ -45,8 +49,10 @@ def orbit_cameras(lo: np.ndarray, hi: np.ndarray, up: np.ndarray, n: int, W: int
 
 @torch.no_grad()
 def mesh_for(params, mask: torch.Tensor, scene, cfg: MeshConfig, resolution: int, is_object: bool = True,
-             sh_degree: int = 0, keep_fraction: float = 0.5):
+             sh_degree: int = 0, keep_fraction: float = 0.5, keep_views: Optional[list] = None):
     """TSDF mesh (internal frame) of the Gaussians selected by mask [N] bool, or None.
+    keep_views: a list that receives the fused renders as (viewmat [4,4], K [3,3], rgb [H,W,3], depth [H,W]
+    with 0 = not covered), for baking a texture from the same views.
 
     is_object: add orbit views around the box; with cfg.object_mode "closed" also carve free space
     through the silhouettes and close the surface (a watertight solid), with "open" fuse only what the
@@ -71,6 +77,7 @@ def mesh_for(params, mask: torch.Tensor, scene, cfg: MeshConfig, resolution: int
     if is_object and cfg.orbit_views > 0:
         ov, oK = orbit_cameras(lo, hi, scene.up.numpy(), cfg.orbit_views, W, H)
         groups.append((ov, oK, W, H))
+    sil = []  # silhouettes (alpha > threshold) of the fused views, for the iso-level of a closed object
     for gv, gK, gw, gh in groups:
         for i in range(gv.shape[0]):
             out = render(sel, gv[[i]], gK[[i]], gw, gh, sh_degree=sh_degree, backend="cpu")
@@ -81,7 +88,18 @@ def mesh_for(params, mask: torch.Tensor, scene, cfg: MeshConfig, resolution: int
             dep = torch.where(ok, out.median_depth[0, ..., 0], empty)
             rgb = (out.rgb[0] / out.alpha[0].clamp(min=1e-3)).clamp(0, 1)
             vol.integrate(dep, gK[i], gv[i], rgb)
-    return clean_mesh(vol.extract(closed=carve), keep_fraction=keep_fraction)
+            if carve and gv is vms:  # the training views: where the photos constrained the silhouettes
+                sil.append((ok, gK[i], gv[i]))
+            if keep_views is not None:
+                keep_views.append((gv[i], gK[i], rgb, torch.where(ok, out.median_depth[0, ..., 0], torch.zeros_like(dep))))
+    level = 0.0
+    if carve and cfg.fit_silhouettes:
+        level, _ = vol.silhouette_level(torch.stack([x[0] for x in sil]), torch.stack([x[1] for x in sil]),
+                                        torch.stack([x[2] for x in sil]))
+    mesh = clean_mesh(vol.extract(closed=carve, level=level), keep_fraction=keep_fraction)
+    if mesh is not None:  # how far the surface sits outside the rendered median depths (internal units)
+        mesh.metadata.update(iso_level=level, surface_offset=level * vol.trunc, voxel=vol.voxel)
+    return mesh
 
 
 def to_world_mesh(mesh, world_from_internal: torch.Tensor):
@@ -108,7 +126,9 @@ def write_glb(nodes: Dict[str, object], path: Path) -> None:
 
 def extract_meshes(params, scene, out_dir: Path, cfg: Optional[MeshConfig] = None,
                    objects: Optional[List[int]] = None, progress: bool = False) -> List[Dict]:
-    """Write per-object meshes (and, when `objects` is None, background, scene.ply) plus scene.glb.
+    """Write per-object meshes (and, when `objects` is None, background, scene.ply) plus scene.glb:
+    TSDF -> decimation to the face budget -> (cfg.texture) xatlas unwrap + albedo baked from the same
+    renders. Per object: <stem>.ply (vertex colours), <stem>.obj (+ .mtl and _albedo.png when textured).
     Returns manifest entries (paths relative to out_dir)."""
     import trimesh
 
@@ -118,36 +138,89 @@ def extract_meshes(params, scene, out_dir: Path, cfg: Optional[MeshConfig] = Non
     cfg = cfg or MeshConfig()
     out_dir = Path(out_dir)
     labels = params["labels"].detach().cpu()
-    entries, nodes = [], {}
+    entries, nodes, plain = [], {}, {}
     todo = [(o.id, o.name) for o in scene.objects if objects is None or o.id in objects]
     if objects is None:
         todo.append((0, "background"))
     for oid, name in track(todo, "meshes", enabled=progress):
+        t0 = time.time()
+        views: list = []
         if oid == 0:
-            m = mesh_for(params, labels == 0, scene, cfg, cfg.background_resolution, is_object=False, keep_fraction=0.05)
+            m = mesh_for(params, labels == 0, scene, cfg, cfg.background_resolution, is_object=False,
+                         keep_fraction=0.05, keep_views=views)
         else:
-            m = mesh_for(params, labels == oid, scene, cfg, cfg.resolution)
+            m = mesh_for(params, labels == oid, scene, cfg, cfg.resolution, keep_views=views)
         if m is None:
             entries.append({"id": oid, "name": name, "mesh": None})
             continue
+        full_faces, meta = int(len(m.faces)), dict(m.metadata)
+        m = decimate(m, cfg.background_max_faces if oid == 0 else cfg.max_faces)
+        stem = "background" if oid == 0 else object_file_stem(oid, name)
+        folder = "meshes" if oid == 0 else "meshes/objects"
         mw = to_world_mesh(m, scene.world_from_internal)
-        if oid == 0:
-            files = ["meshes/background.ply"]
-        else:
-            stem = object_file_stem(oid, name)
-            files = [f"meshes/objects/{stem}.ply", f"meshes/objects/{stem}.obj"]
-        for f in files:
-            _export(mw, out_dir / f)
-        nodes[name] = mw
-        entries.append({"id": oid, "name": name, "mesh": files, "faces": int(len(mw.faces)),
-                        "watertight": bool(mw.is_watertight), "boundary_edge_fraction": boundary_edge_fraction(mw),
-                        "bbox": mw.bounds.tolist()})
+        files = [f"{folder}/{stem}.ply"]
+        _export(mw, out_dir / files[0])
+        entry = {"id": oid, "name": name, "faces": int(len(mw.faces)), "faces_before_decimation": full_faces,
+                 "watertight": bool(mw.is_watertight), "boundary_edge_fraction": boundary_edge_fraction(mw),
+                 "bbox": mw.bounds.tolist(), "iso_level": meta.get("iso_level", 0.0)}
+        node = mw
+        if cfg.texture:
+            size = cfg.background_texture_size if oid == 0 else cfg.texture_size
+            tm, tex = _textured(params, labels == oid, m, views, size, meta)
+            tw = to_world_mesh(tm, scene.world_from_internal)
+            files += _write_obj(tw, out_dir / folder, stem)
+            node = textured_mesh(tw.vertices, tw.faces, tw.visual.uv, tex["image"], name=stem, pbr=True)
+            entry["texture"] = {k: v for k, v in tex.items() if k != "image"}
+        elif oid != 0:
+            files.append(f"{folder}/{stem}.obj")
+            _export(mw, out_dir / files[-1])
+        entry["mesh"] = files
+        entry["seconds"] = round(time.time() - t0, 2)
+        nodes[name], plain[name] = node, mw
+        entries.append(entry)
     if objects is None and nodes:
-        _export(trimesh.util.concatenate(list(nodes.values())), out_dir / "meshes" / "scene.ply")
+        _export(trimesh.util.concatenate(list(plain.values())), out_dir / "meshes" / "scene.ply")
         entries.append({"id": -1, "name": "scene", "mesh": ["meshes/scene.ply", "meshes/scene.glb"]})
     if nodes:
         write_glb(nodes, out_dir / "meshes" / "scene.glb")
     return entries
+
+
+def _textured(params, mask, mesh, views, size: int, meta: Dict):
+    """Unwrap `mesh` (internal frame) and bake its albedo from `views` (mesh_for's renders). Returns the
+    textured trimesh and {image, size, texels, seen_fraction, unwrap_s, bake_s}."""
+    from ..render.sh import sh_to_rgb
+
+    t0 = time.time()
+    vmap, f_uv, uv = unwrap(mesh.vertices, mesh.faces, size)
+    t1 = time.time()
+    verts = np.asarray(mesh.vertices)[vmap]
+    bv = BakeViews(torch.stack([v[0] for v in views]), torch.stack([v[1] for v in views]),
+                   torch.stack([v[2] for v in views]), torch.stack([v[3] for v in views]))
+    g = {k: v.detach().cpu()[mask] for k, v in params.items() if k in ("means", "opacities", "sh0")}
+    keep = torch.sigmoid(g["opacities"]) > 0.1
+    pts, cols = g["means"][keep].numpy(), sh_to_rgb(g["sh0"][keep][:, 0]).clamp(0, 1).numpy()
+    diag = float(np.linalg.norm(mesh.bounds[1] - mesh.bounds[0]))
+    # the rendered median depths sit surface_offset behind the mesh (the fitted iso-level), plus TSDF noise
+    tol = 0.02 * diag + meta.get("surface_offset", 0.0) + 2 * meta.get("voxel", 0.0)
+    img, stats = bake(verts, f_uv, uv, size, bv, pts, cols, depth_tol=tol)
+    tm = textured_mesh(verts, f_uv, uv, img)
+    return tm, {"image": img, "size": size, **stats, "unwrap_s": round(t1 - t0, 2), "bake_s": round(time.time() - t1, 2)}
+
+
+def _write_obj(mesh, folder: Path, stem: str) -> List[str]:
+    """OBJ + MTL + <stem>_albedo.png, each written atomically; returns paths relative to the run folder."""
+    import trimesh
+
+    mesh.visual.material.name = f"{stem}_albedo"
+    text, extra = trimesh.exchange.obj.export_obj(mesh, include_texture=True, return_texture=True,
+                                                  mtl_name=f"{stem}.mtl", include_normals=False)
+    out = []
+    for fname, data in [(f"{stem}.obj", text.encode())] + sorted(extra.items()):
+        with atomic_path(folder / fname) as tmp:
+            tmp.write_bytes(data)
+        out.append(f"{folder.name if folder.name == 'meshes' else 'meshes/objects'}/{fname}")
+    return out
 
 
 def boundary_edge_fraction(mesh) -> float:

@@ -100,7 +100,60 @@ class TSDFVolume:
     def color(self) -> Tensor:
         return self.color_sum / self.weight.clamp(min=1e-6)[:, None]
 
-    def extract(self, min_weight: float = 1.0, closed: bool = False):
+    @torch.no_grad()
+    def silhouette_level(self, masks: Tensor, Ks: Tensor, viewmats: Tensor, levels=None, min_weight: float = 1.0,
+                         max_views: int = 24):
+        """The iso-level whose closed surface best matches the given silhouettes.
+
+        Depth maps rendered from Gaussians put the surface slightly inside the object (the median depth is
+        reached a layer or two into the Gaussians' shell), so the zero level shrinks every object. Each
+        pixel-centre ray is marched through the volume as marching cubes sees it (trilinear TSDF, never-
+        observed voxels inside, outside the box outside); the ray's minimum says below which levels the
+        surface covers that pixel. The level (fraction of the truncation, from `levels`, default 0..0.9)
+        with the best IoU against masks [V, H, W] bool (what the Gaussians cover) is returned with that IoU.
+        Up to max_views evenly spread views are used."""
+        levels = torch.as_tensor(np.linspace(0.0, 0.9, 10) if levels is None else levels, dtype=torch.float32)
+        X, Y, Z = self.dims
+        vol = torch.where(self.weight >= min_weight, self.tsdf, torch.full_like(self.weight, -1.0)).view(X, Y, Z)
+        grid_in = (vol - 1.0)[None, None].cpu()  # zero padding outside the box reads as tsdf +1 (free)
+        lo = self.lo.cpu()
+        hi = lo + torch.tensor([X, Y, Z], dtype=torch.float32) * self.voxel
+        V, H, W = masks.shape
+        pick = np.unique(np.linspace(0, V - 1, min(V, max_views)).round().astype(int))
+        inter = torch.zeros(len(levels))
+        union = torch.zeros(len(levels))
+        n_steps = 2 * max(X, Y, Z)
+        ys, xs = torch.meshgrid(torch.arange(H, dtype=torch.float32) + 0.5, torch.arange(W, dtype=torch.float32) + 0.5,
+                                indexing="ij")
+        for v in pick.tolist():
+            R, t, K = viewmats[v, :3, :3].float().cpu(), viewmats[v, :3, 3].float().cpu(), Ks[v].float().cpu()
+            d = torch.stack([(xs - K[0, 2]) / K[0, 0], (ys - K[1, 2]) / K[1, 1], torch.ones_like(xs)], -1).reshape(-1, 3) @ R
+            o = -R.T @ t
+            inv = 1.0 / torch.where(d.abs() < 1e-9, torch.full_like(d, 1e-9), d)
+            t0, t1 = (lo - o) * inv, (hi - o) * inv
+            tn = torch.minimum(t0, t1).amax(-1).clamp(min=0)
+            tf = torch.maximum(t0, t1).amin(-1)
+            hit = tf > tn
+            minv = torch.ones(H * W)
+            if bool(hit.any()):
+                s = torch.linspace(0, 1, n_steps)
+                tt = tn[hit, None] + (tf - tn)[hit, None] * s  # [R, S]
+                pts = o + tt[..., None] * d[hit, None]  # [R, S, 3]
+                idx = (pts - lo) / self.voxel - 0.5  # voxel-centre index coordinates
+                g = torch.stack([2 * idx[..., 2] / (Z - 1) - 1, 2 * idx[..., 1] / (Y - 1) - 1,
+                                 2 * idx[..., 0] / (X - 1) - 1], -1)
+                val = torch.nn.functional.grid_sample(grid_in, g[None, None], mode="bilinear", padding_mode="zeros",
+                                                      align_corners=True)[0, 0, 0] + 1.0
+                minv[hit] = val.amin(-1)
+            m = masks[v].reshape(-1).cpu()
+            cov = minv[:, None] < levels[None]  # [HW, L]
+            inter += (cov & m[:, None]).sum(0).float()
+            union += (cov | m[:, None]).sum(0).float()
+        iou = inter / union.clamp(min=1)
+        k = int(torch.argmax(iou))
+        return float(levels[k]), float(iou[k])
+
+    def extract(self, min_weight: float = 1.0, closed: bool = False, level: float = 0.0):
         """Marching cubes -> trimesh.Trimesh (vertex colours when integrated), or None.
 
         closed=False: on observed voxels only (open surfaces: a room seen from inside).
@@ -118,10 +171,10 @@ class TSDFVolume:
         try:
             if closed:
                 filled = np.pad(np.where(observed, vol, -1.0), 1, constant_values=1.0)
-                verts, faces, normals, _ = marching_cubes(filled, level=0.0)
+                verts, faces, normals, _ = marching_cubes(filled, level=level)
                 verts = verts - 1.0
             else:  # scikit-image tests the mask at a cube's first corner only: require all eight observed
-                verts, faces, normals, _ = marching_cubes(vol, level=0.0, mask=_all_corners(observed))
+                verts, faces, normals, _ = marching_cubes(vol, level=level, mask=_all_corners(observed))
         except (ValueError, RuntimeError):
             return None
         if len(faces) == 0:

@@ -1,0 +1,110 @@
+"""Face budgets: quadric-error decimation (fast-simplification, the maintained C++ port of Sven Forstmann's
+Fast-Quadric-Mesh-Simplification that PyVista uses) with vertex colours carried over from the nearest
+original vertex, and the two-manifold repaired where an edge collapse pinched a thin handle."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def decimate(mesh, max_faces: int):
+    """trimesh.Trimesh -> a copy with at most ~max_faces faces (the mesh itself when already within budget
+    or max_faces <= 0). Open borders stay in place (preserve_border), so the background keeps its outline;
+    a watertight input comes out watertight unless `fix_pinches` cannot repair it (the caller reports it)."""
+    import trimesh
+
+    if mesh is None or max_faces <= 0 or len(mesh.faces) <= max_faces:
+        return mesh
+    import fast_simplification
+
+    closed = bool(mesh.is_watertight)
+    pts, faces = fast_simplification.simplify(np.asarray(mesh.vertices, np.float64), np.asarray(mesh.faces, np.int32),
+                                              target_count=int(max_faces), agg=3.0, preserve_border=not closed)
+    pts, faces = fix_pinches(pts, faces)
+    cols = None
+    vc = getattr(mesh.visual, "vertex_colors", None)
+    if vc is not None and len(vc) == len(mesh.vertices):
+        from scipy.spatial import cKDTree
+
+        cols = np.asarray(vc)[cKDTree(mesh.vertices).query(pts)[1]]  # after the split: copies share colours
+    out = trimesh.Trimesh(pts, faces, vertex_colors=cols, process=False)
+    out.remove_unreferenced_vertices()
+    return out
+
+
+def fix_pinches(verts: np.ndarray, faces: np.ndarray):
+    """Repair what quadric decimation does to a thin handle or sheet of a TSDF surface: its two sides
+    collapse onto each other. verts [V, 3], faces [F, 3] -> (verts [V', 3], faces [F', 3]):
+    - coincident faces (the same three vertices) cancel in pairs: a zero-volume sheet;
+    - at an edge shared by four faces (two sheets touching along it) each endpoint's faces fall into fans
+      joined through its two-face edges; every fan after the first gets its own copy of the vertex (the
+      standard non-manifold vertex split), so the sheets touch only geometrically and every edge again has
+      two faces."""
+    faces = np.asarray(faces, np.int64)
+    _, inv, cnt = np.unique(np.sort(faces, 1), axis=0, return_inverse=True, return_counts=True)
+    faces = faces[cnt[inv.ravel()] % 2 == 1].copy()  # pairs cancel; an odd one out of three stays
+    verts = list(np.asarray(verts))
+    stuck = set()
+    for _ in range(64):  # rounds; bounded
+        und = np.sort(np.stack([faces, np.roll(faces, -1, 1)], -1).reshape(-1, 2), 1)
+        uniq, cnt = np.unique(und, axis=0, return_counts=True)
+        cand = [int(v) for v in np.unique(uniq[cnt > 2]) if int(v) not in stuck]
+        if not cand:
+            break
+        touched = set()  # one np.unique per round: split vertices that share no face with this round's splits
+        for v in cand:
+            if v in touched:
+                continue
+            near = faces[(faces == v).any(1)]
+            if _split_fans(verts, faces, v):
+                touched.update(near.ravel().tolist())
+            else:
+                stuck.add(v)
+    return np.asarray(verts), faces
+
+
+def _split_fans(verts: list, faces: np.ndarray, v: int, max_tries: int = 64) -> bool:
+    """Split vertex v into one copy per fan, in place. In a consistently wound surface the faces around v
+    form cycles: face (v, x, y) is followed by the face holding v -> y. Where k sheets touch along an edge
+    (v, y), k faces lead into y and k faces leave from it; every matching closes the sheets, and the
+    matchings giving the most cycles are taken (at most max_tries tried). Each cycle after the first gets
+    its own copy of v. Returns whether v was split."""
+    import itertools
+
+    inc = [int(f) for f in np.flatnonzero((faces == v).any(1))]
+    nxt, into, out = {}, {}, {}
+    for f in inc:
+        r = list(faces[f])
+        k = r.index(v)
+        x, y = int(r[(k + 1) % 3]), int(r[(k + 2) % 3])  # (v, x, y) rotated so v comes first
+        nxt[f] = y
+        into.setdefault(y, []).append(f)  # faces whose successor holds v -> y
+        out.setdefault(x, []).append(f)  # faces holding v -> x
+    if any(len(out.get(y, [])) != len(fs) for y, fs in into.items()):
+        return False  # not consistently wound around v
+    amb = [y for y, fs in into.items() if len(fs) > 1]
+    options = [list(itertools.permutations(out[y])) for y in amb]
+    best = None
+    for n_try, choice in enumerate(itertools.product(*options)):
+        if n_try >= max_tries:
+            break
+        succ = {f: out[y][0] for y, fs in into.items() if len(fs) == 1 for f in fs}
+        for y, perm in zip(amb, choice):
+            succ.update(zip(into[y], perm))
+        cycles, seen = [], set()
+        for f in inc:
+            if f in seen:
+                continue
+            cyc, g = [], f
+            while g not in seen:
+                seen.add(g)
+                cyc.append(g)
+                g = succ[g]
+            cycles.append(cyc)
+        if best is None or len(cycles) > len(best):
+            best = cycles
+    if best is None or len(best) < 2:
+        return False
+    for cyc in best[1:]:
+        verts.append(verts[v])
+        faces[cyc] = np.where(faces[cyc] == v, len(verts) - 1, faces[cyc])
+    return True

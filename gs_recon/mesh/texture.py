@@ -1,0 +1,207 @@
+"""UV textures for the meshes: xatlas unwrap, an albedo baked from the Gaussians' own renders, seam padding,
+and a small ray-cast renderer of textured meshes (benchmarks and tests compare it with the splat renders).
+
+Texture images are stored row 0 = top, so a texel (x, y) sits at uv = ((x + 0.5) / S, 1 - (y + 0.5) / S)
+(OBJ and glTF both read v upwards; trimesh flips v when it writes glTF)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+
+@dataclass
+class BakeViews:
+    """Renders of one Gaussian set (an object alone, or the background) to bake from, in the mesh's frame."""
+    viewmats: Tensor  # [V, 4, 4] OpenCV world-to-camera
+    Ks: Tensor  # [V, 3, 3]
+    rgb: Tensor  # [V, H, W, 3] colour divided by alpha (the surface colour, not its coverage)
+    depth: Tensor  # [V, H, W] median depth where covered (alpha > threshold), 0 elsewhere
+
+
+def unwrap(vertices: np.ndarray, faces: np.ndarray, resolution: int = 1024):
+    """xatlas charts + packing. vertices [N, 3], faces [F, 3] -> (vmapping [M] index into vertices,
+    faces [F, 3] into the M new vertices, uv [M, 2] in [0, 1]). Vertices on chart seams are duplicated."""
+    import xatlas
+
+    atlas = xatlas.Atlas()
+    atlas.add_mesh(np.ascontiguousarray(vertices, np.float32), np.ascontiguousarray(faces, np.uint32))
+    pack = xatlas.PackOptions()
+    pack.resolution = int(resolution)
+    pack.padding = 2  # texels between charts, so bilinear lookups near a seam stay inside the chart
+    pack.bilinear = True
+    pack.blockAlign = True  # faster packing
+    atlas.generate(xatlas.ChartOptions(), pack)
+    vmap, idx, uv = atlas[0]
+    return vmap.astype(np.int64), idx.astype(np.int64), uv.astype(np.float32)
+
+
+def rasterize_uv(uv: np.ndarray, faces: np.ndarray, size: int, max_candidates: int = 1 << 22):
+    """Which face covers each texel centre. uv [M, 2], faces [F, 3] -> (face [S, S] int64, -1 = none;
+    bary [S, S, 3] float32). Each face's texel bounding box is enumerated and tested with barycentrics,
+    chunked so at most max_candidates texels are tested at once."""
+    tri = uv[faces].astype(np.float64)  # [F, 3, 2]
+    tri = np.stack([tri[..., 0] * size - 0.5, (1 - tri[..., 1]) * size - 0.5], -1)  # texel-centre coordinates
+    lo = np.clip(np.floor(tri.min(1)), 0, size - 1).astype(np.int64)
+    hi = np.clip(np.ceil(tri.max(1)), 0, size - 1).astype(np.int64)
+    w, h = hi[:, 0] - lo[:, 0] + 1, hi[:, 1] - lo[:, 1] + 1
+    n = w * h
+    face = np.full(size * size, -1, np.int64)
+    bary = np.zeros((size * size, 3), np.float32)
+    ends = np.cumsum(n)
+    s = 0
+    while s < len(faces):
+        e = max(s + 1, int(np.searchsorted(ends, (ends[s - 1] if s else 0) + max_candidates, side="right")))
+        f = np.repeat(np.arange(s, e), n[s:e])
+        k = np.arange(len(f)) - np.repeat(ends[s:e] - n[s:e] - (ends[s - 1] if s else 0), n[s:e])
+        x, y = lo[f, 0] + k % w[f], lo[f, 1] + k // w[f]
+        a, b, c = tri[f, 0], tri[f, 1], tri[f, 2]
+        v0, v1 = b - a, c - a
+        px, py = x - a[:, 0], y - a[:, 1]
+        den = v0[:, 0] * v1[:, 1] - v1[:, 0] * v0[:, 1]
+        ok = np.abs(den) > 1e-12
+        den = np.where(ok, den, 1.0)
+        l1 = (px * v1[:, 1] - v1[:, 0] * py) / den
+        l2 = (v0[:, 0] * py - px * v0[:, 1]) / den
+        l0 = 1 - l1 - l2
+        eps = 1e-6
+        inside = ok & (l0 >= -eps) & (l1 >= -eps) & (l2 >= -eps)
+        pix = y[inside] * size + x[inside]
+        face[pix] = f[inside]
+        bary[pix] = np.stack([l0, l1, l2], -1)[inside]
+        s = e
+    return face.reshape(size, size), bary.reshape(size, size, 3)
+
+
+def _bilinear(img: Tensor, u: Tensor, v: Tensor) -> Tensor:
+    """img [H, W, C], pixel coordinates u, v [P] (pixel centres at +0.5) -> [P, C]."""
+    H, W = img.shape[:2]
+    grid = torch.stack([2 * u / W - 1, 2 * v / H - 1], -1)[None, None].to(img.dtype)  # align_corners=False
+    out = torch.nn.functional.grid_sample(img.permute(2, 0, 1)[None], grid, mode="bilinear",
+                                          padding_mode="border", align_corners=False)
+    return out[0, :, 0].T
+
+
+def bake(vertices: np.ndarray, faces: np.ndarray, uv: np.ndarray, size: int, views: BakeViews,
+         fallback_points: np.ndarray, fallback_colors: np.ndarray, depth_tol: float, power: float = 4.0,
+         pad: int = 8):
+    """Albedo texture [S, S, 3] uint8 of the mesh (vertices [M, 3], faces [F, 3], uv [M, 2]).
+
+    Each texel's surface point is projected into every view; a view counts where the point is the visible
+    surface there (|rendered median depth - point depth| < depth_tol) and faces the camera, weighted by
+    cos(normal, view direction)^power (grazing views blur). Texels no view sees take the colour of the
+    nearest of fallback_points [P, 3] (fallback_colors [P, 3] in [0, 1], e.g. the Gaussians' DC colour).
+    Empty texels outside the charts are filled outwards from the charts for `pad` texels (seam padding),
+    the rest with the mean colour. Returns (image [S, S, 3] uint8, stats dict)."""
+    from scipy import ndimage
+    from scipy.spatial import cKDTree
+
+    face, bary = rasterize_uv(uv, faces, size)
+    used = face >= 0
+    fid, bw = face[used], torch.from_numpy(bary[used]).double()
+    V = torch.from_numpy(np.asarray(vertices, np.float64))
+    F = torch.from_numpy(np.asarray(faces, np.int64))
+    tri = V[F[torch.from_numpy(fid)]]  # [T, 3, 3]
+    p = (tri * bw[..., None]).sum(1)
+    fn = torch.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0], dim=-1)
+    n = fn / fn.norm(dim=-1, keepdim=True).clamp(min=1e-12)  # face normals (outward: meshes are wound so)
+    p, n = p.float(), n.float()
+    acc = torch.zeros(len(p), 3)
+    wsum = torch.zeros(len(p))
+    for i in range(views.viewmats.shape[0]):
+        R, t, K = views.viewmats[i, :3, :3].float(), views.viewmats[i, :3, 3].float(), views.Ks[i].float()
+        pc = p @ R.T + t
+        z = pc[:, 2]
+        zc = z.clamp(min=1e-6)
+        u = K[0, 0] * pc[:, 0] / zc + K[0, 2]
+        v = K[1, 1] * pc[:, 1] / zc + K[1, 2]
+        H, W = views.depth.shape[1:]
+        inb = (z > 1e-4) & (u >= 0) & (u < W) & (v >= 0) & (v < H)
+        d = views.depth[i][v.long().clamp(0, H - 1), u.long().clamp(0, W - 1)]
+        vis = inb & (d > 0) & ((d - z).abs() < depth_tol)
+        centre = -R.T @ t
+        dirs = centre - p
+        cos = (n * dirs).sum(-1) / dirs.norm(dim=-1).clamp(min=1e-9)
+        w = torch.where(vis & (cos > 0.05), cos.clamp(min=0) ** power, torch.zeros_like(cos))
+        sel = w > 0
+        if not bool(sel.any()):
+            continue
+        acc[sel] += w[sel, None] * _bilinear(views.rgb[i].float(), u[sel], v[sel])
+        wsum += w
+    seen = wsum > 0
+    col = torch.zeros(len(p), 3)
+    col[seen] = acc[seen] / wsum[seen, None]
+    if bool((~seen).any()) and len(fallback_points):
+        nn = cKDTree(fallback_points).query(p[~seen].numpy(), k=min(4, len(fallback_points)))[1]
+        col[~seen] = torch.from_numpy(np.asarray(fallback_colors, np.float32)[nn].reshape(len(nn), -1, 3).mean(1))
+    img = np.zeros((size, size, 3), np.float32)
+    img[used] = col.clamp(0, 1).numpy()
+    filled = used.copy()
+    kernel = np.ones((3, 3), np.float32)
+    for _ in range(pad):  # seam padding: grow the charts outwards by one texel per pass
+        cnt = ndimage.convolve(filled.astype(np.float32), kernel, mode="constant")
+        grow = (~filled) & (cnt > 0)
+        if not grow.any():
+            break
+        for c in range(3):
+            s = ndimage.convolve(img[..., c] * filled, kernel, mode="constant")
+            img[..., c] = np.where(grow, s / np.maximum(cnt, 1), img[..., c])
+        filled |= grow
+    if used.any():
+        img[~filled] = img[used].mean(0)
+    stats = {"texels": int(used.sum()), "seen_fraction": float(seen.float().mean()) if len(seen) else 0.0}
+    return (img * 255 + 0.5).astype(np.uint8), stats
+
+
+def textured_mesh(vertices: np.ndarray, faces: np.ndarray, uv: np.ndarray, image: np.ndarray, name: str = "albedo",
+                  pbr: bool = False):
+    """A trimesh.Trimesh carrying uv [M, 2] and the texture image [S, S, 3] uint8. pbr=False: a plain
+    diffuse material (OBJ/MTL: Kd 1, map_Kd); pbr=True: glTF metallic-roughness with metallic 0 and
+    roughness 1 (glTF's default metallic is 1, which renders an albedo as dark metal)."""
+    import trimesh
+    from PIL import Image
+
+    img = Image.fromarray(image)
+    if pbr:
+        mat = trimesh.visual.material.PBRMaterial(name=name, baseColorTexture=img, metallicFactor=0.0,
+                                                  roughnessFactor=1.0)
+    else:
+        mat = trimesh.visual.material.SimpleMaterial(image=img, diffuse=(255, 255, 255, 255),
+                                                     ambient=(255, 255, 255, 255), specular=(0, 0, 0, 255), name=name)
+    return trimesh.Trimesh(vertices, faces, visual=trimesh.visual.TextureVisuals(uv=uv, material=mat), process=False)
+
+
+def render_textured(meshes, viewmat: Tensor, K: Tensor, width: int, height: int):
+    """Ray-cast the textured meshes (trimesh with TextureVisuals) from one camera (viewmat [4, 4] OpenCV
+    world-to-camera, K [3, 3]). Returns rgb [H, W, 3] float in [0, 1], hit [H, W] bool, depth [H, W]."""
+    import trimesh
+
+    c2w = torch.linalg.inv(viewmat.double()).numpy()
+    ys, xs = np.mgrid[0:height, 0:width]
+    Kn = K.double().numpy()
+    d_cam = np.stack([(xs + 0.5 - Kn[0, 2]) / Kn[0, 0], (ys + 0.5 - Kn[1, 2]) / Kn[1, 1], np.ones_like(xs, float)], -1)
+    dirs = d_cam.reshape(-1, 3) @ c2w[:3, :3].T
+    origin = np.broadcast_to(c2w[:3, 3], dirs.shape)
+    rgb = np.zeros((height * width, 3))
+    depth = np.full(height * width, np.inf)
+    for m in meshes:
+        tri, ray, loc = m.ray.intersects_id(origin, dirs, multiple_hits=False, return_locations=True)
+        if len(ray) == 0:
+            continue
+        z = ((loc - c2w[:3, 3]) @ c2w[:3, 2])
+        closer = z < depth[ray]
+        tri, ray, loc, z = tri[closer], ray[closer], loc[closer], z[closer]
+        bc = trimesh.triangles.points_to_barycentric(m.triangles[tri], loc)
+        uv = (m.visual.uv[m.faces[tri]] * bc[..., None]).sum(1)
+        mat = m.visual.material
+        tex = mat.baseColorTexture if hasattr(mat, "baseColorTexture") else mat.image
+        img = np.asarray(tex.convert("RGB"), np.float64) / 255
+        S_h, S_w = img.shape[:2]
+        t = torch.from_numpy(img)
+        rgb[ray] = _bilinear(t, torch.from_numpy(uv[:, 0] * S_w), torch.from_numpy((1 - uv[:, 1]) * S_h)).numpy()
+        depth[ray] = z
+    hit = np.isfinite(depth)
+    return (torch.from_numpy(rgb.reshape(height, width, 3)).float(), torch.from_numpy(hit.reshape(height, width)),
+            torch.from_numpy(np.where(hit, depth, 0).reshape(height, width)).float())
