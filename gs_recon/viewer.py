@@ -83,7 +83,7 @@ class SceneViewer:
             if e["id"] < 0:
                 continue
             sp = self.run / e["files"][0] if e.get("files") else None
-            mp = self.run / meshes[e["id"]]["mesh"][0] if e["id"] in meshes else None
+            mp = self.run / _mesh_file(meshes[e["id"]]) if e["id"] in meshes else None
             bbox = e.get("bbox") or [[0, 0, 0], [0, 0, 0]]
             o = ViewObject(e["id"], e["name"], sp, mp, (np.array(bbox[0]) + np.array(bbox[1])) / 2)
             o.position = o.pivot.copy()
@@ -116,7 +116,7 @@ class SceneViewer:
         if self.show in ("meshes", "both") and o.mesh_file and o.mesh_file.exists():
             import trimesh
 
-            m = trimesh.load(o.mesh_file, force="mesh")
+            m = _load_mesh(o.mesh_file)
             m.apply_translation(-o.pivot)
             o.handles.append(self.server.scene.add_mesh_trimesh(f"{root}/mesh", m))
 
@@ -225,7 +225,7 @@ class SceneViewer:
             if o.mesh_file and o.mesh_file.exists() and o.visible:
                 import trimesh
 
-                m = trimesh.load(o.mesh_file, force="mesh")
+                m = _load_mesh(o.mesh_file)
                 m.apply_transform(M)
                 nodes[name] = m
         if parts:
@@ -246,3 +246,19 @@ class SceneViewer:
 
     def stop(self) -> None:
         self.server.stop()
+
+
+def _mesh_file(entry: Dict) -> str:
+    """A manifest mesh entry's file to show: the textured OBJ when the run has textures, else the first."""
+    objs = [f for f in entry["mesh"] if f.endswith(".obj")] if entry.get("texture") else []
+    return (objs or entry["mesh"])[0]
+
+
+def _load_mesh(path: Path):
+    """trimesh of a run's mesh file; a textured OBJ comes with its albedo as a glTF material (what viser
+    sends to the browser)."""
+    import trimesh
+
+    from .mesh.texture import as_glb_node
+
+    return as_glb_node(trimesh.load(path, force="mesh", process=False))

@@ -1,5 +1,7 @@
 """Reconstruction on the bundled multi-object scene: labels through densification, exported files read
 back by plyfile, each object's exported splats cover its masks, checkpoints resume."""
+from pathlib import Path
+
 import numpy as np
 import torch
 from conftest import DEMO
@@ -158,13 +160,18 @@ def test_meshes_written_at_end_of_training(run):
     assert set(by_id) == {-1, 0, 1, 2, 3}
     for oid in (1, 2, 3):
         e = by_id[oid]
-        for f in e["mesh"]:
-            mesh = trimesh.load(out / f, force="mesh")
-            assert len(mesh.faces) > 100, f
+        assert [Path(f).suffix for f in e["mesh"]] == [".ply", ".obj", ".mtl", ".png"], e["mesh"]
+        for f in e["mesh"][:2]:
+            mesh = trimesh.load(out / f, force="mesh", process=False)
+            assert 100 < len(mesh.faces) <= cfg.mesh.max_faces, f
+        assert mesh.visual.kind == "texture" and mesh.visual.uv.shape == (len(mesh.vertices), 2)
         assert e["watertight"] and e["boundary_edge_fraction"] == 0.0, e["name"]
+        assert e["texture"]["size"] == cfg.mesh.texture_size and e["texture"]["seen_fraction"] > 0.5
     assert trimesh.load(out / "meshes" / "background.ply", force="mesh").faces.shape[0] > 100
     sc = trimesh.load(out / "meshes" / "scene.glb")
     assert {"box", "ball", "cylinder", "background"} <= set(sc.graph.nodes_geometry)
+    box = sc.geometry[sc.graph["box"][1]]
+    assert box.visual.kind == "texture" and box.visual.material.baseColorTexture is not None
 
 
 def _tool(*args):

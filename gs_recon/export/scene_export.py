@@ -95,17 +95,22 @@ def export_selection(run, fmt: str, objects: List[int] | None, out_dir: Path) ->
 
     ids = objects if objects is not None else [o.id for o in run.scene.objects]
     nodes, missing = {}, []
+    from ..mesh.texture import as_glb_node
+
     for oid in ids:
-        p = run.path / "meshes" / "objects" / f"{object_file_stem(oid, run.scene.object_name(oid))}.ply"
+        stem = run.path / "meshes" / "objects" / object_file_stem(oid, run.scene.object_name(oid))
+        # the textured OBJ when the run has one (its .mtl beside it), else the vertex-coloured PLY
+        p = stem.with_suffix(".obj") if stem.with_suffix(".mtl").exists() else stem.with_suffix(".ply")
         if p.exists():
-            nodes[run.scene.object_name(oid)] = trimesh.load(p, force="mesh")
+            nodes[run.scene.object_name(oid)] = as_glb_node(trimesh.load(p, force="mesh", process=False))
         else:
             missing.append(oid)
     if missing:  # extract into a scratch folder inside out_dir, then read back
         tmp = out_dir / ".meshes"
         for e in extract_meshes(run.params, run.scene, tmp, run.cfg.mesh, objects=missing):
             if e["mesh"]:
-                nodes[e["name"]] = trimesh.load(tmp / e["mesh"][0], force="mesh")
+                objs = [f for f in e["mesh"] if f.endswith(".obj")] if e.get("texture") else []
+                nodes[e["name"]] = as_glb_node(trimesh.load(tmp / (objs or e["mesh"])[0], force="mesh", process=False))
         import shutil
 
         shutil.rmtree(tmp, ignore_errors=True)

@@ -41,7 +41,11 @@ def fix_pinches(verts: np.ndarray, faces: np.ndarray):
       two faces."""
     faces = np.asarray(faces, np.int64)
     _, inv, cnt = np.unique(np.sort(faces, 1), axis=0, return_inverse=True, return_counts=True)
-    faces = faces[cnt[inv.ravel()] % 2 == 1].copy()  # pairs cancel; an odd one out of three stays
+    inv = inv.ravel()
+    order = np.argsort(inv, kind="stable")
+    rank = np.empty(len(faces), np.int64)
+    rank[order] = np.arange(len(faces)) - np.repeat(np.cumsum(cnt) - cnt, cnt)  # index within its group
+    faces = faces[rank < cnt[inv] % 2].copy()  # pairs cancel; of an odd group the first face stays
     verts = list(np.asarray(verts))
     stuck = set()
     for _ in range(64):  # rounds; bounded

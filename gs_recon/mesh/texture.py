@@ -173,6 +173,19 @@ def textured_mesh(vertices: np.ndarray, faces: np.ndarray, uv: np.ndarray, image
     return trimesh.Trimesh(vertices, faces, visual=trimesh.visual.TextureVisuals(uv=uv, material=mat), process=False)
 
 
+def as_glb_node(mesh):
+    """A textured mesh as read back from OBJ/MTL (diffuse material) -> the same with the glTF material
+    textured_mesh(pbr=True) writes; other meshes unchanged."""
+    vis = getattr(mesh, "visual", None)
+    if getattr(vis, "kind", None) != "texture" or vis.uv is None:
+        return mesh
+    mat = vis.material
+    img = getattr(mat, "baseColorTexture", None) or getattr(mat, "image", None)
+    if img is None:
+        return mesh
+    return textured_mesh(mesh.vertices, mesh.faces, vis.uv, np.asarray(img.convert("RGB")), name=mat.name, pbr=True)
+
+
 def render_textured(meshes, viewmat: Tensor, K: Tensor, width: int, height: int):
     """Ray-cast the textured meshes (trimesh with TextureVisuals) from one camera (viewmat [4, 4] OpenCV
     world-to-camera, K [3, 3]). Returns rgb [H, W, 3] float in [0, 1], hit [H, W] bool, depth [H, W]."""
