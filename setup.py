@@ -28,6 +28,7 @@ setup(
         "tyro>=0.9",
         "xatlas>=0.0.9",  # UV unwrap of the meshes
         "fast-simplification>=0.1.7",  # quadric decimation to the face budgets
+        "pycolmap>=3.10",  # poses from photos without cameras (gs-recon pose)
     ],
     extras_require={
         "test": ["pytest", "diffusers>=0.30", "transformers>=4.40", "viser>=1.0"],

@@ -30,6 +30,9 @@ class DataConfig:
     # DP-Recon's center_crop_type: photos centre-cropped to a square and resized while cameras.npz is at the
     # original size (Replica). auto: when the principal point says so (cx > 0.75 W on a square photo)
     center_crop: Literal["auto", "on", "off"] = "auto"
+    # photos in images/ and no cameras: estimate poses with pycolmap (SIFT, matching, incremental mapping)
+    # into sparse/0 before loading (gs-recon pose does only this step)
+    sfm: bool = True
 
 
 @dataclass

@@ -133,7 +133,8 @@ def test_gs_recon_command_and_help():
 
 def test_tools_wrappers_are_the_same_commands(tmp_path):
     """tools/*.py run the package's commands (no copy of their logic): same help text."""
-    for tool, cmd in (("train", "train"), ("extract_mesh", "extract-mesh"), ("make_synthetic_scene", "make-scene")):
+    for tool, cmd in (("train", "train"), ("extract_mesh", "extract-mesh"), ("make_synthetic_scene", "make-scene"),
+                      ("pose", "pose")):
         a = subprocess.run([sys.executable, f"tools/{tool}.py", "--help"], cwd=ROOT, capture_output=True, text=True)
         b = _gs(cmd, "--help")
         assert a.returncode == 0 and a.stdout == b.stdout, tool

@@ -169,3 +169,22 @@ def test_obj_mtl_png_read_back_by_trimesh(tmp_path):
     assert m.visual.kind == "texture" and np.allclose(m.visual.uv, uv, atol=1e-6)
     assert np.array_equal(np.asarray(m.visual.material.image.convert("RGB")), tex)
     assert not list(folder.glob("*.tmp*"))
+
+
+def test_a_folded_face_is_cut_out_and_the_hole_closed():
+    """A collapse that folds a face over leaves an edge with faces wound 3:1 (here: a face duplicated with
+    the same winding); decimate's repair cuts the faces on such edges and closes the hole with a fan."""
+    import trimesh
+
+    from gs_recon.mesh.simplify import _cut_and_fill
+
+    m = trimesh.creation.icosphere(subdivisions=2)
+    faces = np.concatenate([m.faces, [np.roll(m.faces[0], 1)]])
+    assert (_edge_counts(faces) == 3).sum() == 3
+    verts, fixed = _cut_and_fill(m.vertices, faces)
+    out = trimesh.Trimesh(verts, fixed, process=False)
+    assert out.is_watertight and out.is_winding_consistent
+    assert out.volume == pytest.approx(m.volume, rel=0.02)
+    hole = trimesh.Trimesh(m.vertices, m.faces[1:], process=False)  # a plain hole is closed as well
+    verts, fixed = _cut_and_fill(hole.vertices, hole.faces)
+    assert trimesh.Trimesh(verts, fixed, process=False).is_watertight and len(fixed) == len(m.faces) + 2

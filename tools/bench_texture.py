@@ -67,7 +67,7 @@ def _figure(run, path: Path) -> None:
     out = render(run.params, sc.viewmats[[i]], sc.Ks[[i]], sc.width, sc.height, sh_degree=run.cfg.model.sh_degree,
                  backend="cpu", background=sc.background_color)
     mesh_rgb, _, _ = render_textured([m for _, _, m in load_textured(run)], sc.viewmats_world()[i], sc.Ks[i],
-                                     sc.width, sc.height)
+                                     sc.width, sc.height, background=sc.background_color.numpy())
     panels = [out.rgb[0].clamp(0, 1), mesh_rgb, sc.images[i]]
     strip = torch.cat([p[y0:y1, x0:x1] for p in panels], 1).numpy()
     img = Image.fromarray((strip * 255 + 0.5).astype(np.uint8))
@@ -89,6 +89,10 @@ def run_case(case: str, work: Path) -> dict:
         if r.returncode != 0:
             raise SystemExit(f"training {case} failed:\n{r.stderr[-2000:]}")
     run = open_run(out)
+    from gs_recon.config import load_config
+
+    # the preset's mesh settings as they are now (a run trained earlier keeps its own in scene.json)
+    run.cfg.mesh = load_config(ROOT / "configs" / "tiny_cpu.yaml").mesh
     t0 = time.perf_counter()
     entries = extract_meshes(run.params, run.scene, run.path, run.cfg.mesh)
     wall = time.perf_counter() - t0

@@ -19,9 +19,11 @@ COMMANDS = {
     "extract-mesh": ("extract_mesh", "redo a run's TSDF meshes with other settings"),
     "view": ("view", "browse a run in the browser (viser): toggle, move and save objects"),
     "make-scene": ("make_scene", "write a synthetic multi-object scene with ground truth"),
-    "bench": (None, "run a benchmark script from a source checkout: render, visibility, mesh, prior, synthetic"),
+    "pose": ("pose", "estimate camera poses for a folder of photos (pycolmap SfM) into sparse/0"),
+    "bench": (None, "run a benchmark script from a source checkout: render, visibility, mesh, texture, prior, synthetic"),
 }
 BENCHES = {"render": "bench_render.py", "visibility": "bench_visibility.py", "mesh": "bench_mesh.py",
+           "texture": "bench_texture.py",
            "prior": "bench_prior.py", "synthetic": "benchmark_synthetic.py"}
 
 

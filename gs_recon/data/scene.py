@@ -63,6 +63,7 @@ class Scene:
     # the frame outputs are in when it is not the input's own (IDR cameras: the normalised frame, with the
     # transform back to the original); {} otherwise. Written to scene.json as world_frame
     world_frame: Dict = field(default_factory=dict)
+    sfm: Dict = field(default_factory=dict)  # when the poses were estimated on load: data/sfm.py's report
 
     @property
     def n_labels(self) -> int:
@@ -197,9 +198,16 @@ def _read_objects(root: Path) -> Dict[int, ObjectInfo]:
         raise SceneError(f"{p}: malformed ({type(e).__name__}: {e}); expected {{\"objects\": [{{\"id\": 1, \"name\": ...}}]}}") from None
 
 
-def _frames(root: Path, fmt: str = "auto", center_crop: str = "auto"):
-    """fmt: DataConfig.format (auto: the first layout whose camera file is present).
+def _frames(root: Path, fmt: str = "auto", center_crop: str = "auto", sfm: bool = False):
+    """fmt: DataConfig.format (auto: the first layout whose camera file is present). sfm: photos in images/
+    and no cameras at all -> estimate poses into sparse/0 first (data/sfm.py).
     -> (frames, points, colors, split, extra): extra may hold objects, world_frame, format."""
+    if sfm and fmt in ("auto", "colmap") and not _has_cameras(root) and (root / "images").is_dir():
+        from .sfm import estimate_poses
+
+        report = estimate_poses(root)
+        frames, pts, cols = parse_colmap(root, root / "images")
+        return frames, pts, cols, None, {"format": "colmap", "sfm": report}
     if fmt in ("auto", "colmap") and find_colmap_dir(root) is not None:
         frames, pts, cols = parse_colmap(root, root / "images")
         return frames, pts, cols, None, {"format": "colmap"}
@@ -216,6 +224,10 @@ def _frames(root: Path, fmt: str = "auto", center_crop: str = "auto"):
     raise SceneError(f"{root}: no cameras found for --data.format {fmt}; expected {want}")
 
 
+def _has_cameras(root: Path) -> bool:
+    return bool(find_colmap_dir(root) is not None or find_transforms(root) or find_dprecon(root) or find_neus(root))
+
+
 def load_scene(root: str | Path, cfg=None) -> Scene:
     """Load SCENE_DIR. cfg: DataConfig (defaults when None)."""
     from ..config import DataConfig
@@ -224,7 +236,7 @@ def load_scene(root: str | Path, cfg=None) -> Scene:
     root = Path(root)
     if not root.is_dir():
         raise SceneError(f"{root}: scene folder not found; pass a folder with images/ and sparse/ or transforms.json")
-    frames, pts, cols, split, extra = _frames(root, cfg.format, cfg.center_crop)
+    frames, pts, cols, split, extra = _frames(root, cfg.format, cfg.center_crop, cfg.sfm)
     if not frames:
         raise SceneError(f"{root}: the camera file lists no images")
     kept = []
@@ -364,7 +376,7 @@ def load_scene(root: str | Path, cfg=None) -> Scene:
         point_colors=torch.from_numpy(cols / 255.0).float() if cols is not None else None,
         world_from_internal=torch.from_numpy(w_from_i).float(), up=torch.from_numpy(up).float(),
         background_color=torch.from_numpy(bg).float(), source=frames[0]["source"],
-        world_frame=extra.get("world_frame") or {},
+        world_frame=extra.get("world_frame") or {}, sfm=extra.get("sfm") or {},
     )
 
 

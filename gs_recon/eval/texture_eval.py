@@ -53,7 +53,8 @@ def textured_vs_splats(run, views: List[int] | None = None) -> Dict:
             continue
         out = render(run.params, sc.viewmats[[i]], sc.Ks[[i]], sc.width, sc.height,
                      sh_degree=run.cfg.model.sh_degree, backend="cpu", background=sc.background_color)
-        rgb_m, hit, _ = render_textured([m for _, _, m in meshes], vw[i], sc.Ks[i], sc.width, sc.height)
+        rgb_m, hit, _ = render_textured([m for _, _, m in meshes], vw[i], sc.Ks[i], sc.width, sc.height,
+                                        background=sc.background_color.numpy())
         gt = sc.images[i]
         rows.append({"view": int(i), "pixels": int(mask.sum()), "splat_psnr": masked_psnr(out.rgb[0].clamp(0, 1), gt, mask),
                      "mesh_psnr": masked_psnr(rgb_m, gt, mask), "mesh_coverage": float(hit[mask].float().mean())})

@@ -9,7 +9,9 @@ import numpy as np
 def decimate(mesh, max_faces: int):
     """trimesh.Trimesh -> a copy with at most ~max_faces faces (the mesh itself when already within budget
     or max_faces <= 0). Open borders stay in place (preserve_border), so the background keeps its outline;
-    a watertight input comes out watertight unless `fix_pinches` cannot repair it (the caller reports it)."""
+    a watertight input comes out watertight: pinched sheets are split (fix_pinches), and the rare face that
+    a collapse folded over (an edge whose faces wind 3:1, which no split repairs) is cut out and its hole
+    closed by a fan (_cut_and_fill). The caller reports watertightness in scene.json."""
     import trimesh
 
     if mesh is None or max_faces <= 0 or len(mesh.faces) <= max_faces:
@@ -20,6 +22,8 @@ def decimate(mesh, max_faces: int):
     pts, faces = fast_simplification.simplify(np.asarray(mesh.vertices, np.float64), np.asarray(mesh.faces, np.int32),
                                               target_count=int(max_faces), agg=3.0, preserve_border=not closed)
     pts, faces = fix_pinches(pts, faces)
+    if closed and not (_edge_counts(faces) == 2).all():
+        pts, faces = _cut_and_fill(pts, faces)
     cols = None
     vc = getattr(mesh.visual, "vertex_colors", None)
     if vc is not None and len(vc) == len(mesh.vertices):
@@ -112,3 +116,51 @@ def _split_fans(verts: list, faces: np.ndarray, v: int, max_tries: int = 64) -> 
         verts.append(verts[v])
         faces[cyc] = np.where(faces[cyc] == v, len(verts) - 1, faces[cyc])
     return True
+
+
+def _edge_counts(faces: np.ndarray) -> np.ndarray:
+    """How many faces hold each undirected edge."""
+    e = np.sort(np.stack([faces, np.roll(faces, -1, 1)], -1).reshape(-1, 2), 1)
+    return np.unique(e, axis=0, return_counts=True)[1]
+
+
+def _cut_and_fill(verts: np.ndarray, faces: np.ndarray):
+    """Remove the faces on edges with more than two faces, split what that pinches, and close the holes:
+    each boundary loop (split where it passes a vertex twice) gets a new vertex at its centroid and a fan
+    of faces wound against the loop's faces. verts [V, 3], faces [F, 3] -> (verts, faces)."""
+    e = np.sort(np.stack([faces, np.roll(faces, -1, 1)], -1).reshape(-1, 2), 1)
+    _, inv, cnt = np.unique(e, axis=0, return_inverse=True, return_counts=True)
+    faces = np.delete(faces, np.unique(np.flatnonzero(cnt[inv.ravel()] > 2) // 3), 0)
+    verts, faces = fix_pinches(verts, faces)
+    directed = np.stack([faces, np.roll(faces, -1, 1)], -1).reshape(-1, 2)
+    have = set(map(tuple, directed.tolist()))
+    nxt = {}
+    for a, b in directed.tolist():
+        if (b, a) not in have:  # boundary edge a -> b of an existing face
+            nxt.setdefault(a, []).append(b)
+    verts = list(np.asarray(verts))
+    new = []
+    while nxt:
+        a = next(iter(nxt))
+        seq = [a]
+        while True:
+            cur = seq[-1]
+            if cur not in nxt:
+                seq = []  # an open chain: cannot happen on a boundary of a consistently wound surface
+                break
+            b = nxt[cur].pop()
+            if not nxt[cur]:
+                del nxt[cur]
+            if b in seq:  # a loop closes (at its start, or at a vertex it passed before)
+                j = seq.index(b)
+                loop, seq = seq[j:], seq[:j + 1]
+                c = len(verts)
+                verts.append(np.mean([verts[i] for i in loop], 0))
+                new += [(loop[(k + 1) % len(loop)], loop[k], c) for k in range(len(loop))]
+                if len(seq) == 1:
+                    break
+            else:
+                seq.append(b)
+    if new:
+        faces = np.concatenate([faces, np.asarray(new, np.int64)])
+    return np.asarray(verts), faces

@@ -186,9 +186,10 @@ def as_glb_node(mesh):
     return textured_mesh(mesh.vertices, mesh.faces, vis.uv, np.asarray(img.convert("RGB")), name=mat.name, pbr=True)
 
 
-def render_textured(meshes, viewmat: Tensor, K: Tensor, width: int, height: int):
+def render_textured(meshes, viewmat: Tensor, K: Tensor, width: int, height: int, background=None):
     """Ray-cast the textured meshes (trimesh with TextureVisuals) from one camera (viewmat [4, 4] OpenCV
-    world-to-camera, K [3, 3]). Returns rgb [H, W, 3] float in [0, 1], hit [H, W] bool, depth [H, W]."""
+    world-to-camera, K [3, 3]). Returns rgb [H, W, 3] float in [0, 1] (background [3], default black, where
+    no mesh is hit), hit [H, W] bool, depth [H, W]."""
     import trimesh
 
     c2w = torch.linalg.inv(viewmat.double()).numpy()
@@ -198,6 +199,8 @@ def render_textured(meshes, viewmat: Tensor, K: Tensor, width: int, height: int)
     dirs = d_cam.reshape(-1, 3) @ c2w[:3, :3].T
     origin = np.broadcast_to(c2w[:3, 3], dirs.shape)
     rgb = np.zeros((height * width, 3))
+    if background is not None:
+        rgb[:] = np.asarray(background, float).reshape(1, 3)
     depth = np.full(height * width, np.inf)
     for m in meshes:
         tri, ray, loc = m.ray.intersects_id(origin, dirs, multiple_hits=False, return_locations=True)
