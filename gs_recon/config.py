@@ -33,6 +33,10 @@ class DataConfig:
     # photos in images/ and no cameras: estimate poses with pycolmap (SIFT, matching, incremental mapping)
     # into sparse/0 before loading (gs-recon pose does only this step)
     sfm: bool = True
+    # instance/ ids: "consistent" = the same id is the same object in every photo (README input contract);
+    # "per_image" = each photo numbered on its own (a segmenter run per photo): tied across views through
+    # the SfM points (data/associate.py); objects.json is then ignored
+    masks: Literal["consistent", "per_image"] = "consistent"
 
 
 @dataclass

@@ -122,6 +122,7 @@ def run(scene_dir: str | Path, cfg: Config, resume: bool = False, progress: bool
         "world_from_internal": scene.world_from_internal.tolist(),
         **({"world_frame": scene.world_frame} if scene.world_frame else {}),
         **({"sfm": scene.sfm} if scene.sfm else {}),
+        **({"mask_association": scene.association} if scene.association else {}),
         "up": scene.up.tolist(),
         "objects": entries,
         "meshes": meshes,

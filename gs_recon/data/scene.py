@@ -64,6 +64,7 @@ class Scene:
     # transform back to the original); {} otherwise. Written to scene.json as world_frame
     world_frame: Dict = field(default_factory=dict)
     sfm: Dict = field(default_factory=dict)  # when the poses were estimated on load: data/sfm.py's report
+    association: Dict = field(default_factory=dict)  # --data.masks per_image: data/associate.py's report
 
     @property
     def n_labels(self) -> int:
@@ -250,6 +251,7 @@ def load_scene(root: str | Path, cfg=None) -> Scene:
     if not kept:
         raise SceneError(f"{root}: none of the {len(frames)} images listed in {frames[0]['source']} exist (looked in {frames[0]['path'].parent})")
     frames = kept
+    assoc = {}
     if len(frames) == 1:
         warnings.warn(f"gs_recon: {root}: only one view; it is used for training, there is no test view and "
                       "geometry is unconstrained in depth", stacklevel=2)
@@ -331,6 +333,12 @@ def load_scene(root: str | Path, cfg=None) -> Scene:
             ox, oy = fr["crop"]
             labs.append(lab[oy : oy + H, ox : ox + W])
         inst = torch.from_numpy(np.stack(labs)).long()
+        if cfg.masks == "per_image":  # ids per photo: tie them together through the SfM points
+            from .associate import associate
+
+            lab_np, assoc = associate(inst.numpy(), np.stack([fr["viewmat"] for fr in frames]), np.stack(Ks), pts)
+            inst = torch.from_numpy(lab_np)
+            objects = {k: ObjectInfo(k, f"object_{k}", "a photo of an object") for k in range(1, assoc["objects"] + 1)}
         present = set(int(v) for v in torch.unique(inst).tolist()) - {0, -1}
         inst_dir = inst_dir if not per_frame else Path(str(frames[0]["instance_path"])).parent
         for k in sorted(present - set(objects)):
@@ -376,7 +384,7 @@ def load_scene(root: str | Path, cfg=None) -> Scene:
         point_colors=torch.from_numpy(cols / 255.0).float() if cols is not None else None,
         world_from_internal=torch.from_numpy(w_from_i).float(), up=torch.from_numpy(up).float(),
         background_color=torch.from_numpy(bg).float(), source=frames[0]["source"],
-        world_frame=extra.get("world_frame") or {}, sfm=extra.get("sfm") or {},
+        world_frame=extra.get("world_frame") or {}, sfm=extra.get("sfm") or {}, association=assoc,
     )
 
 
