@@ -60,6 +60,10 @@ def test_viewer_serves_objects_and_saves_a_move(viewer):
 
     glb = trimesh.load(d / "meshes" / "recomposed.glb")
     assert "box" in glb.graph.nodes_geometry and "ball" not in glb.graph.nodes_geometry
+    # textured meshes: the viewer shows (and re-composes) the textured OBJ with its albedo
+    assert v.objects["box"].mesh_file.suffix == ".obj"
+    box = glb.geometry[glb.graph["box"][1]]
+    assert box.visual.kind == "texture" and box.visual.material.baseColorTexture is not None
 
 
 def test_viewer_screenshot(viewer, tmp_path):
