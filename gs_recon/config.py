@@ -37,6 +37,9 @@ class DataConfig:
     # "per_image" = each photo numbered on its own (a segmenter run per photo): tied across views through
     # the SfM points (data/associate.py); objects.json is then ignored
     masks: Literal["consistent", "per_image"] = "consistent"
+    # no instance/ folder: make per-photo masks with SAM (transformers; hub id such as facebook/sam-vit-base,
+    # or a local folder; "tiny-random" = random weights, plumbing tests only), then masks = per_image
+    segmenter: Optional[str] = None
 
 
 @dataclass

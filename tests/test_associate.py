@@ -99,3 +99,26 @@ def test_training_on_associated_masks_matches_consistent_masks(scenes, tmp_path)
     pa, pb = a["metrics"]["test"]["psnr"], b["metrics"]["test"]["psnr"]
     print(f"consistent masks {pa:.3f} dB, associated per-image masks {pb:.3f} dB; {b['mask_association']}")
     assert b["mask_association"]["objects"] == 3 and abs(pa - pb) < 0.5
+
+
+def test_segmenter_plumbing_with_a_tiny_random_sam(tmp_path):
+    """--data.segmenter on a scene without instance/: per-photo masks written for every photo at its size
+    (a random SAM's masks are noise: this tests plumbing, not segmentation), then associated; and a
+    missing model is a one-line error saying how to get it."""
+    from gs_recon.data.segment import auto_masks, load_segmenter, tiny_random_sam
+
+    model, proc = tiny_random_sam()
+    img = (np.random.default_rng(0).random((48, 64, 3)) * 255).astype(np.uint8)
+    lab = auto_masks(model, proc, img, points_per_side=4, iou_thresh=-1e9, stability_thresh=0.0, min_area=0.0)
+    assert lab.shape == (48, 64) and lab.dtype == np.int64 and lab.max() >= 1  # thresholds off: masks kept
+    assert set(np.unique(lab)) <= set(range(lab.max() + 1))
+    scene = make_scene(tmp_path / "s", n_objects=2, views=6, width=64, height=48, n_points=3000, priors=False)
+    shutil.rmtree(scene / "instance")
+    try:
+        load_scene(scene, DataConfig(format="colmap", segmenter="tiny-random"))
+    except SceneError as e:  # noise masks may tie no object together: that is said in one line
+        assert "\n" not in str(e) and "per_image" in str(e)
+    written = sorted((scene / "instance").glob("*.png"))
+    assert len(written) == 6 and all(Image.open(p).size == (64, 48) for p in written)
+    with pytest.raises(SceneError, match="huggingface-cli download"):
+        load_segmenter(str(tmp_path / "no_such_sam"))

@@ -69,7 +69,7 @@ def associate(inst: np.ndarray, viewmats: np.ndarray, Ks: np.ndarray, points: np
     fg = ((labels > 0).sum(1) > (labels == 0).sum(1)) & ((labels > 0).sum(1) >= min_views)
     cand = np.flatnonzero(fg)
     L = labels[cand]  # [C, V]
-    rows, cols = [], []
+    rows, cols = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
     for s in range(0, len(cand), 512):
         a = L[s:s + 512, None, :]
         both = (a >= 0) & (L[None] >= 0)

@@ -305,6 +305,12 @@ def load_scene(root: str | Path, cfg=None) -> Scene:
     inst = None
     inst_dir = root / "instance"
     per_frame = any("instance_path" in fr for fr in frames)  # the parser paired masks with images
+    mask_mode = cfg.masks
+    if cfg.segmenter and not per_frame and not inst_dir.is_dir():  # no masks: a segmenter makes per-photo ones
+        from .segment import segment_scene
+
+        segment_scene(root, [fr["path"] for fr in frames], cfg.segmenter)
+        mask_mode = "per_image"
     if per_frame or inst_dir.is_dir():
         labs = []
         for i, fr in enumerate(frames):
@@ -333,7 +339,7 @@ def load_scene(root: str | Path, cfg=None) -> Scene:
             ox, oy = fr["crop"]
             labs.append(lab[oy : oy + H, ox : ox + W])
         inst = torch.from_numpy(np.stack(labs)).long()
-        if cfg.masks == "per_image":  # ids per photo: tie them together through the SfM points
+        if mask_mode == "per_image":  # ids per photo: tie them together through the SfM points
             from .associate import associate
 
             lab_np, assoc = associate(inst.numpy(), np.stack([fr["viewmat"] for fr in frames]), np.stack(Ks), pts)
