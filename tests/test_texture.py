@@ -9,15 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from gs_recon.mesh.simplify import decimate, fix_pinches
+from gs_recon.mesh.simplify import _edge_counts, decimate, fix_pinches
 from gs_recon.mesh.texture import BakeViews, bake, rasterize_uv, render_textured, textured_mesh, unwrap
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "meshes"
-
-
-def _edge_counts(faces):
-    e = np.sort(np.stack([faces, np.roll(faces, -1, 1)], -1).reshape(-1, 2), 1)
-    return np.unique(e, axis=0, return_counts=True)[1]
 
 
 def _chamfer_frac(a, b, n=30000):

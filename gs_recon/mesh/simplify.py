@@ -53,8 +53,7 @@ def fix_pinches(verts: np.ndarray, faces: np.ndarray):
     verts = list(np.asarray(verts))
     stuck = set()
     for _ in range(64):  # rounds; bounded
-        und = np.sort(np.stack([faces, np.roll(faces, -1, 1)], -1).reshape(-1, 2), 1)
-        uniq, cnt = np.unique(und, axis=0, return_counts=True)
+        uniq, cnt = np.unique(_edges(faces), axis=0, return_counts=True)
         cand = [int(v) for v in np.unique(uniq[cnt > 2]) if int(v) not in stuck]
         if not cand:
             break
@@ -118,18 +117,21 @@ def _split_fans(verts: list, faces: np.ndarray, v: int, max_tries: int = 64) -> 
     return True
 
 
+def _edges(faces: np.ndarray) -> np.ndarray:
+    """faces [F, 3] -> undirected edges [3F, 2] (sorted pairs), edge k of face f at row 3f + k."""
+    return np.sort(np.stack([faces, np.roll(faces, -1, 1)], -1).reshape(-1, 2), 1)
+
+
 def _edge_counts(faces: np.ndarray) -> np.ndarray:
     """How many faces hold each undirected edge."""
-    e = np.sort(np.stack([faces, np.roll(faces, -1, 1)], -1).reshape(-1, 2), 1)
-    return np.unique(e, axis=0, return_counts=True)[1]
+    return np.unique(_edges(faces), axis=0, return_counts=True)[1]
 
 
 def _cut_and_fill(verts: np.ndarray, faces: np.ndarray):
     """Remove the faces on edges with more than two faces, split what that pinches, and close the holes:
     each boundary loop (split where it passes a vertex twice) gets a new vertex at its centroid and a fan
     of faces wound against the loop's faces. verts [V, 3], faces [F, 3] -> (verts, faces)."""
-    e = np.sort(np.stack([faces, np.roll(faces, -1, 1)], -1).reshape(-1, 2), 1)
-    _, inv, cnt = np.unique(e, axis=0, return_inverse=True, return_counts=True)
+    _, inv, cnt = np.unique(_edges(faces), axis=0, return_inverse=True, return_counts=True)
     faces = np.delete(faces, np.unique(np.flatnonzero(cnt[inv.ravel()] > 2) // 3), 0)
     verts, faces = fix_pinches(verts, faces)
     directed = np.stack([faces, np.roll(faces, -1, 1)], -1).reshape(-1, 2)
