@@ -128,7 +128,11 @@ def run(scene_dir: str | Path, cfg: Config, resume: bool = False, progress: bool
         "meshes": meshes,
         "cameras": {"train": [scene.image_names[i] for i in scene.train_idx],
                     "test": [scene.image_names[i] for i in scene.test_idx],
-                    "width": scene.width, "height": scene.height},
+                    "width": scene.width, "height": scene.height,
+                    # every view in the input's world frame (the viewer opens at the first training view)
+                    "names": list(scene.image_names),
+                    "world_to_camera": [[round(float(x), 7) for x in vm.reshape(-1)] for vm in scene.viewmats_world()],
+                    "K": [[round(float(x), 5) for x in k.reshape(-1)] for k in scene.Ks]},
         "config": cfg.to_dict(),
         "metrics": metrics,
         "timings": timings,

@@ -92,6 +92,17 @@ class SceneViewer:
                 o.wxyz = np.array(saved[e["name"]]["wxyz"], float)
             self.objects[e["name"]] = o
             self._add(o)
+        self.views = run_views(self.manifest, self.run)
+        up = self.manifest.get("up")
+        if up is not None:
+            self.server.scene.set_up_direction(tuple(float(x) for x in up))
+        self.frustums = []
+        if self.views:
+            train = [v for v in self.views if v["split"] == "train"] or self.views
+            self.opening = train[0]
+            cam = self.server.initial_camera
+            cam.position, cam.look_at, cam.up, cam.fov = camera_pose(self.opening, self._scene_centre())
+            self._add_frustums()
         self._gui()
 
     # ------------------------------------------------------------------ scene
@@ -120,8 +131,58 @@ class SceneViewer:
             m.apply_translation(-o.pivot)
             o.handles.append(self.server.scene.add_mesh_trimesh(f"{root}/mesh", m))
 
+    def _scene_centre(self) -> np.ndarray:
+        """Mean of the objects' box centres (the background's when there is no object)."""
+        objs = [o.pivot for o in self.objects.values() if o.id > 0] or [o.pivot for o in self.objects.values()]
+        return np.mean(objs, 0) if objs else np.zeros(3)
+
+    def _add_frustums(self) -> None:
+        """Each view as a camera frustum (OpenCV convention, as viser's) with its photo as a thumbnail; hidden
+        until "show cameras" is ticked."""
+        from PIL import Image
+
+        cs = np.stack([v["c2w"][:3, 3] for v in self.views])
+        scale = 0.03 * float(np.linalg.norm(cs.max(0) - cs.min(0)) or 1.0)
+        for v in self.views:
+            img = None
+            if v.get("photo") is not None and v["photo"].exists():
+                im = Image.open(v["photo"]).convert("RGB")
+                im.thumbnail((96, 96))
+                img = np.asarray(im)
+            H, W = v["height"], v["width"]
+            fov = 2 * np.arctan2(H / 2, v["K"][1, 1])
+            self.frustums.append(self.server.scene.add_camera_frustum(
+                f"/cameras/{v['split']}/{v['name']}", fov=float(fov), aspect=W / H, scale=scale, image=img,
+                thickness=1.5, thickness_units="screen", visible=False,
+                wxyz=rotmat_to_wxyz(v["c2w"][:3, :3]), position=v["c2w"][:3, 3],
+                color=(40, 90, 200) if v["split"] == "train" else (200, 90, 40)))
+
+    def go_to_view(self, name: str) -> None:
+        """Move every connected browser's camera to view `name` (position, orientation, field of view)."""
+        v = next(v for v in self.views if v["name"] == name)
+        pos, look, up, fov = camera_pose(v, self._scene_centre())
+        for client in self.server.get_clients().values():
+            with client.atomic():
+                client.camera.position, client.camera.look_at = pos, look
+                client.camera.up_direction, client.camera.fov = up, fov
+
     def _gui(self) -> None:
         gui = self.server.gui
+        if self.views:
+            with gui.add_folder("views"):
+                # off at first: from the opening camera its neighbours' frustums would fill the picture
+                show = gui.add_checkbox("show cameras", initial_value=False)
+                go = gui.add_dropdown("go to view", options=[f"{v['split']}: {v['name']}" for v in self.views],
+                                      initial_value=f"{self.opening['split']}: {self.opening['name']}")
+
+            @show.on_update
+            def _(ev):
+                for f in self.frustums:
+                    f.visible = show.value
+
+            @go.on_update
+            def _(ev):
+                self.go_to_view(go.value.split(": ", 1)[1])
         with gui.add_folder("objects"):
             for name, o in self.objects.items():
                 cb = gui.add_checkbox(f"{o.id} {name}", initial_value=True)
@@ -262,3 +323,38 @@ def _load_mesh(path: Path):
     from .mesh.texture import as_glb_node
 
     return as_glb_node(trimesh.load(path, force="mesh", process=False))
+
+
+def run_views(manifest: Dict, run_dir: Path) -> List[Dict]:
+    """The run's views from scene.json (runs from before this field: []): name, split, c2w [4, 4] (OpenCV
+    camera-to-world, input frame), K [3, 3], width, height, photo (path or None)."""
+    cams = manifest.get("cameras") or {}
+    if not cams.get("world_to_camera"):
+        return []
+    test = set(cams.get("test") or [])
+    scene_dir = Path(manifest.get("scene_dir") or run_dir)
+    out = []
+    for name, vm, K in zip(cams["names"], cams["world_to_camera"], cams["K"]):
+        photo = scene_dir / "images" / name
+        out.append({"name": name, "split": "test" if name in test else "train",
+                    "c2w": np.linalg.inv(np.asarray(vm, float).reshape(4, 4)), "K": np.asarray(K, float).reshape(3, 3),
+                    "width": int(cams["width"]), "height": int(cams["height"]),
+                    "photo": photo if photo.exists() else None})
+    return out
+
+
+def camera_pose(view: Dict, centre: np.ndarray):
+    """viser camera (position, look_at, up, vertical fov in radians) that sees what `view` saw: at its centre,
+    looking along its optical axis to the depth of `centre`, its image-up as up."""
+    c2w = view["c2w"]
+    pos, fwd, down = c2w[:3, 3], c2w[:3, 2], c2w[:3, 1]
+    depth = max(float(np.dot(centre - pos, fwd)), 1e-3)
+    fov = 2 * np.arctan2(view["height"] / 2, view["K"][1, 1])
+    return pos, pos + depth * fwd, -down, float(fov)
+
+
+def rotmat_to_wxyz(R: np.ndarray) -> np.ndarray:
+    from scipy.spatial.transform import Rotation
+
+    x, y, z, w = Rotation.from_matrix(R).as_quat()
+    return np.array([w, x, y, z])

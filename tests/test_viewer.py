@@ -81,6 +81,8 @@ def test_viewer_screenshot(viewer, tmp_path):
     screenshot(chromium, f"http://127.0.0.1:{v.port}", shot, tmp_path / "profile", port=_free_port())
     for name in v.objects:
         v.set_visible(name, False)
+    for f in v.frustums:  # the camera frustums (with their photos) are not the scene
+        f.visible = False
     screenshot(chromium, f"http://127.0.0.1:{v.port}", hidden, tmp_path / "profile2", port=_free_port())
     a = np.asarray(Image.open(shot).convert("RGB")).astype(float)
     b = np.asarray(Image.open(hidden).convert("RGB")).astype(float)
@@ -98,3 +100,35 @@ def test_viewer_screenshot(viewer, tmp_path):
         from conftest import ROOT
 
         shutil.copy(shot, ROOT / "docs" / "figures" / "viewer.png")
+
+
+def test_viewer_opens_at_the_first_training_view(viewer):
+    """Issue 15 (part): the viewer opens where the first training photo was taken (position, look direction,
+    field of view, scene up), with every view drawn as a camera frustum, and the objects fill a reasonable
+    part of that first picture (their boxes, projected, cover >= 5% of it and their centres are inside)."""
+    v, d = viewer
+    man = json.loads((d / "scene.json").read_text())
+    first = man["cameras"]["train"][0]
+    op = v.opening
+    assert op["name"] == first and len(v.frustums) == len(man["cameras"]["names"])
+    cam = v.server.initial_camera
+    assert np.allclose(cam.position, op["c2w"][:3, 3], atol=1e-5)
+    fwd = (np.asarray(cam.look_at) - np.asarray(cam.position))
+    assert np.dot(fwd / np.linalg.norm(fwd), op["c2w"][:3, 2]) > 0.9999
+    W, H = op["width"], op["height"]
+    w2c, K = np.linalg.inv(op["c2w"]), op["K"]
+    cover = np.zeros((H, W), bool)
+    for o in v.objects.values():
+        if o.id <= 0:
+            continue
+        bb = np.array(next(e["bbox"] for e in man["objects"] if e["id"] == o.id))
+        corners = np.array([[bb[i][0], bb[j][1], bb[k][2]] for i in (0, 1) for j in (0, 1) for k in (0, 1)])
+        pc = corners @ w2c[:3, :3].T + w2c[:3, 3]
+        uv = pc[:, :2] / pc[:, 2:] * K[[0, 1], [0, 1]] + K[:2, 2]
+        c = (o.pivot @ w2c[:3, :3].T + w2c[:3, 3])
+        cu = c[:2] / c[2] * K[[0, 1], [0, 1]] + K[:2, 2]
+        assert c[2] > 0 and 0 <= cu[0] < W and 0 <= cu[1] < H, o.name
+        x0, y0 = np.clip(uv.min(0).astype(int), 0, [W, H])
+        x1, y1 = np.clip(np.ceil(uv.max(0)).astype(int), 0, [W, H])
+        cover[y0:y1, x0:x1] = True
+    assert cover.mean() >= 0.05, cover.mean()
