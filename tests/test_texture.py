@@ -42,9 +42,12 @@ def test_fix_pinches_two_solids_touching_along_an_edge():
     assert (_edge_counts(faces) == 4).sum() == 1
     verts, fixed = fix_pinches(v, faces)
     assert (_edge_counts(fixed) == 2).all() and len(fixed) == 8
-    assert len(verts) == len(v) + 1 and (np.allclose(verts[-1], v[0]) or np.allclose(verts[-1], v[1]))
+    assert len(verts) == len(v) + 1 and min(np.linalg.norm(verts[-1] - v[:2], axis=1)) < 1e-2
     m = trimesh.Trimesh(verts, fixed, process=False)
-    assert m.is_watertight and m.is_winding_consistent and m.volume == pytest.approx(t1.volume + t2.volume)
+    assert m.is_watertight and m.is_winding_consistent
+    assert m.volume == pytest.approx(t1.volume + t2.volume, rel=1e-3)
+    # the copy is not a duplicate: a reader that welds equal vertices (trimesh's default) keeps it watertight
+    assert trimesh.Trimesh(verts, fixed).is_watertight
     # a zero-volume sheet glued onto a face (the same triangle twice more, both windings) cancels
     f0 = t1.faces[0]
     _, f2 = fix_pinches(t1.vertices, np.concatenate([t1.faces, [f0[::-1]], [np.roll(f0, 1)]]))
@@ -86,6 +89,7 @@ def test_decimation_of_a_real_tsdf_mesh_at_the_default_budget():
     assert full.is_watertight and len(full.faces) > 2 * MeshConfig().max_faces
     d = decimate(full, MeshConfig().max_faces)
     assert len(d.faces) <= MeshConfig().max_faces and d.is_watertight
+    assert trimesh.Trimesh(d.vertices, d.faces).is_watertight  # also after welding equal vertices
     frac = _chamfer_frac(full, d)
     print(f"bunny TSDF {len(full.faces)} -> {len(d.faces)} faces, Chamfer-L1 {100 * frac:.3f}% of the diagonal")
     assert frac < 0.002
