@@ -17,6 +17,7 @@ import torch
 from .data.errors import SceneError
 from .export.splats import read_ply, write_ply, write_splat
 from .io_utils import write_json
+from .mesh.texture import load_mesh, mesh_file
 from .render.sh import C0
 from .run_io import read_manifest
 
@@ -83,7 +84,7 @@ class SceneViewer:
             if e["id"] < 0:
                 continue
             sp = self.run / e["files"][0] if e.get("files") else None
-            mp = self.run / _mesh_file(meshes[e["id"]]) if e["id"] in meshes else None
+            mp = self.run / mesh_file(meshes[e["id"]]) if e["id"] in meshes else None
             bbox = e.get("bbox") or [[0, 0, 0], [0, 0, 0]]
             o = ViewObject(e["id"], e["name"], sp, mp, (np.array(bbox[0]) + np.array(bbox[1])) / 2)
             o.position = o.pivot.copy()
@@ -125,9 +126,7 @@ class SceneViewer:
             h = self.server.scene.add_gaussian_splats(f"{root}/splats", c - o.pivot, cov, rgb, op)
             o.handles.append(h)
         if self.show in ("meshes", "both") and o.mesh_file and o.mesh_file.exists():
-            import trimesh
-
-            m = _load_mesh(o.mesh_file)
+            m = load_mesh(o.mesh_file)
             m.apply_translation(-o.pivot)
             o.handles.append(self.server.scene.add_mesh_trimesh(f"{root}/mesh", m))
 
@@ -284,9 +283,7 @@ class SceneViewer:
                     parts.append(g)
                 write_ply(out / f"{o.id}_{name}.ply", g)
             if o.mesh_file and o.mesh_file.exists() and o.visible:
-                import trimesh
-
-                m = _load_mesh(o.mesh_file)
+                m = load_mesh(o.mesh_file)
                 m.apply_transform(M)
                 nodes[name] = m
         if parts:
@@ -307,22 +304,6 @@ class SceneViewer:
 
     def stop(self) -> None:
         self.server.stop()
-
-
-def _mesh_file(entry: Dict) -> str:
-    """A manifest mesh entry's file to show: the textured OBJ when the run has textures, else the first."""
-    objs = [f for f in entry["mesh"] if f.endswith(".obj")] if entry.get("texture") else []
-    return (objs or entry["mesh"])[0]
-
-
-def _load_mesh(path: Path):
-    """trimesh of a run's mesh file; a textured OBJ comes with its albedo as a glTF material (what viser
-    sends to the browser)."""
-    import trimesh
-
-    from .mesh.texture import as_glb_node
-
-    return as_glb_node(trimesh.load(path, force="mesh", process=False))
 
 
 def run_views(manifest: Dict, run_dir: Path) -> List[Dict]:

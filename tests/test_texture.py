@@ -161,7 +161,8 @@ def test_obj_mtl_png_read_back_by_trimesh(tmp_path):
     tex = (np.random.default_rng(0).random((128, 128, 3)) * 255).astype(np.uint8)
     folder = tmp_path / "meshes" / "objects"
     folder.mkdir(parents=True)
-    files = _write_obj(textured_mesh(np.asarray(plane.vertices)[vmap], f_uv, uv, tex), folder, "1_plane")
+    files = _write_obj(textured_mesh(np.asarray(plane.vertices)[vmap], f_uv, uv, tex), tmp_path, "meshes/objects",
+                       "1_plane")
     assert files == ["meshes/objects/1_plane.obj", "meshes/objects/1_plane.mtl", "meshes/objects/1_plane_albedo.png"]
     assert "Kd 1.0" in (folder / "1_plane.mtl").read_text() and "map_Kd 1_plane_albedo.png" in (folder / "1_plane.mtl").read_text()
     m = trimesh.load(folder / "1_plane.obj", force="mesh", process=False)

@@ -203,15 +203,14 @@ def _frames(root: Path, fmt: str = "auto", center_crop: str = "auto", sfm: bool 
     """fmt: DataConfig.format (auto: the first layout whose camera file is present). sfm: photos in images/
     and no cameras at all -> estimate poses into sparse/0 first (data/sfm.py).
     -> (frames, points, colors, split, extra): extra may hold objects, world_frame, format."""
+    report = None
     if sfm and fmt in ("auto", "colmap") and not _has_cameras(root) and (root / "images").is_dir():
         from .sfm import estimate_poses
 
-        report = estimate_poses(root)
-        frames, pts, cols = parse_colmap(root, root / "images")
-        return frames, pts, cols, None, {"format": "colmap", "sfm": report}
+        report = estimate_poses(root)  # writes sparse/0: the COLMAP branch below reads it
     if fmt in ("auto", "colmap") and find_colmap_dir(root) is not None:
         frames, pts, cols = parse_colmap(root, root / "images")
-        return frames, pts, cols, None, {"format": "colmap"}
+        return frames, pts, cols, None, {"format": "colmap", **({"sfm": report} if report else {})}
     if fmt in ("auto", "blender") and find_transforms(root):
         return (*parse_transforms(root), {"format": "blender"})
     if fmt in ("auto", "dprecon") and find_dprecon(root):
@@ -251,7 +250,6 @@ def load_scene(root: str | Path, cfg=None) -> Scene:
     if not kept:
         raise SceneError(f"{root}: none of the {len(frames)} images listed in {frames[0]['source']} exist (looked in {frames[0]['path'].parent})")
     frames = kept
-    assoc = {}
     if len(frames) == 1:
         warnings.warn(f"gs_recon: {root}: only one view; it is used for training, there is no test view and "
                       "geometry is unconstrained in depth", stacklevel=2)
@@ -303,6 +301,7 @@ def load_scene(root: str | Path, cfg=None) -> Scene:
 
     # instance masks
     inst = None
+    assoc = {}  # --data.masks per_image: the association's report
     inst_dir = root / "instance"
     per_frame = any("instance_path" in fr for fr in frames)  # the parser paired masks with images
     mask_mode = cfg.masks

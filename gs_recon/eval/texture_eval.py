@@ -20,13 +20,10 @@ def load_textured(run) -> List:
     """The run's textured OBJ meshes (objects and background), world frame, as trimesh objects."""
     import trimesh
 
-    out = []
-    for e in run.manifest.get("meshes") or []:
-        objs = [f for f in (e.get("mesh") or []) if f.endswith(".obj")]
-        if e["id"] >= 0 and objs and e.get("texture"):
-            m = trimesh.load(Path(run.path) / objs[0], force="mesh", process=False)
-            out.append((e["id"], e["name"], m))
-    return out
+    from ..mesh.texture import mesh_file
+
+    return [(e["id"], e["name"], trimesh.load(Path(run.path) / mesh_file(e), force="mesh", process=False))
+            for e in run.manifest.get("meshes") or [] if e["id"] >= 0 and e.get("mesh") and e.get("texture")]
 
 
 @torch.no_grad()

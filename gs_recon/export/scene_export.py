@@ -89,28 +89,24 @@ def export_selection(run, fmt: str, objects: List[int] | None, out_dir: Path) ->
         return [out_dir / f for e in entries for f in e["files"]]
     if fmt != "glb":
         raise SceneError(f"--format {fmt}: unknown; use ply, splat, spz or glb")
-    import trimesh
-
     from ..mesh.extract import extract_meshes, write_glb
+    from ..mesh.texture import load_mesh, mesh_file
 
     ids = objects if objects is not None else [o.id for o in run.scene.objects]
     nodes, missing = {}, []
-    from ..mesh.texture import as_glb_node
-
     for oid in ids:
         stem = run.path / "meshes" / "objects" / object_file_stem(oid, run.scene.object_name(oid))
         # the textured OBJ when the run has one (its .mtl beside it), else the vertex-coloured PLY
         p = stem.with_suffix(".obj") if stem.with_suffix(".mtl").exists() else stem.with_suffix(".ply")
         if p.exists():
-            nodes[run.scene.object_name(oid)] = as_glb_node(trimesh.load(p, force="mesh", process=False))
+            nodes[run.scene.object_name(oid)] = load_mesh(p)
         else:
             missing.append(oid)
     if missing:  # extract into a scratch folder inside out_dir, then read back
         tmp = out_dir / ".meshes"
         for e in extract_meshes(run.params, run.scene, tmp, run.cfg.mesh, objects=missing):
             if e["mesh"]:
-                objs = [f for f in e["mesh"] if f.endswith(".obj")] if e.get("texture") else []
-                nodes[e["name"]] = as_glb_node(trimesh.load(tmp / (objs or e["mesh"])[0], force="mesh", process=False))
+                nodes[e["name"]] = load_mesh(tmp / mesh_file(e))
         import shutil
 
         shutil.rmtree(tmp, ignore_errors=True)

@@ -168,7 +168,7 @@ def extract_meshes(params, scene, out_dir: Path, cfg: Optional[MeshConfig] = Non
             size = cfg.background_texture_size if oid == 0 else cfg.texture_size
             tm, tex = _textured(params, labels == oid, m, views, size, meta)
             tw = to_world_mesh(tm, scene.world_from_internal)
-            files += _write_obj(tw, out_dir / folder, stem)
+            files += _write_obj(tw, out_dir, folder, stem)
             node = textured_mesh(tw.vertices, tw.faces, tw.visual.uv, tex["image"], name=stem, pbr=True)
             entry["texture"] = {k: v for k, v in tex.items() if k != "image"}
         elif oid != 0:
@@ -208,8 +208,9 @@ def _textured(params, mask, mesh, views, size: int, meta: Dict):
     return tm, {"image": img, "size": size, **stats, "unwrap_s": round(t1 - t0, 2), "bake_s": round(time.time() - t1, 2)}
 
 
-def _write_obj(mesh, folder: Path, stem: str) -> List[str]:
-    """OBJ + MTL + <stem>_albedo.png, each written atomically; returns paths relative to the run folder."""
+def _write_obj(mesh, out_dir: Path, folder: str, stem: str) -> List[str]:
+    """OBJ + MTL + <stem>_albedo.png into out_dir/folder, each written atomically; returns their paths
+    relative to out_dir."""
     import trimesh
 
     mesh.visual.material.name = f"{stem}_albedo"
@@ -217,9 +218,9 @@ def _write_obj(mesh, folder: Path, stem: str) -> List[str]:
                                                   mtl_name=f"{stem}.mtl", include_normals=False)
     out = []
     for fname, data in [(f"{stem}.obj", text.encode())] + sorted(extra.items()):
-        with atomic_path(folder / fname) as tmp:
+        with atomic_path(out_dir / folder / fname) as tmp:
             tmp.write_bytes(data)
-        out.append(f"{folder.name if folder.name == 'meshes' else 'meshes/objects'}/{fname}")
+        out.append(f"{folder}/{fname}")
     return out
 
 

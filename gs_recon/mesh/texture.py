@@ -186,6 +186,21 @@ def as_glb_node(mesh):
     return textured_mesh(mesh.vertices, mesh.faces, vis.uv, np.asarray(img.convert("RGB")), name=mat.name, pbr=True)
 
 
+def mesh_file(entry) -> str:
+    """Which file of a scene.json mesh entry to show or re-export: the textured OBJ when the entry has a
+    texture, else its first file (the vertex-coloured PLY)."""
+    objs = [f for f in entry["mesh"] if f.endswith(".obj")] if entry.get("texture") else []
+    return (objs or entry["mesh"])[0]
+
+
+def load_mesh(path):
+    """trimesh of a run's mesh file, vertices as written (no welding); a textured OBJ comes with its albedo as
+    the glTF material (as_glb_node), what glb writers and the viewer send on."""
+    import trimesh
+
+    return as_glb_node(trimesh.load(path, force="mesh", process=False))
+
+
 def render_textured(meshes, viewmat: Tensor, K: Tensor, width: int, height: int, background=None):
     """Ray-cast the textured meshes (trimesh with TextureVisuals) from one camera (viewmat [4, 4] OpenCV
     world-to-camera, K [3, 3]). Returns rgb [H, W, 3] float in [0, 1] (background [3], default black, where
