@@ -167,6 +167,17 @@ class PriorConfig:
 
 
 @dataclass
+class ViewerConfig:
+    # serve the live viewer (viser) while training: the splats refresh as they train, the panel shows the
+    # stage, step, loss and PSNR; when training ends the finished-run viewer takes over (README: overhead)
+    enabled: bool = False
+    host: str = "127.0.0.1"  # bind address (this machine only; 0.0.0.0 serves the network)
+    port: int = 8080  # the next free port is taken when this one is busy
+    refresh_every: int = 25  # training steps between splat refreshes (measured: README "Live viewer")
+    keep_open: bool = True  # after training, serve the finished run (meshes too) until Ctrl-C
+
+
+@dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -174,6 +185,7 @@ class Config:
     output: OutputConfig = field(default_factory=OutputConfig)
     mesh: MeshConfig = field(default_factory=MeshConfig)
     prior: PriorConfig = field(default_factory=PriorConfig)
+    viewer: ViewerConfig = field(default_factory=ViewerConfig)
     guidance: Literal["none", "sd"] = "none"  # sd: add the diffusion-prior stages (docs/PRIOR.md); none: reconstruction only
 
     def to_dict(self) -> Dict[str, Any]:

@@ -46,13 +46,43 @@ def run(scene_dir: str | Path, cfg: Config, resume: bool = False, progress: bool
     out = Path(dist.broadcast_object(str(out)))  # one timestamped folder for all ranks
     if main:
         check_writable(out)
-    ckpt = out / "checkpoints" / "last.pt"
-    timings = {}
-    t0 = time.time()
     if cfg.train.distributed and not dist.active():
         log.warning("--distributed: a single process; run under torchrun --nproc_per_node=N to shard stage 1")
     trainer = Trainer(scene, cfg, out)
-    sharded = trainer.sharded
+    live = open_live_viewer(scene, cfg) if main else None
+    try:
+        manifest = _train_and_write(scene_dir, scene, cfg, out, trainer, guidance, resume, progress, live, t_start)
+    finally:
+        if live is not None:
+            live.stop()
+    return manifest
+
+
+def open_live_viewer(scene, cfg: Config):
+    """The live viewer (--viewer.enabled true) on rank 0, or None."""
+    if not cfg.viewer.enabled:
+        return None
+    try:
+        from .viewer.live import LiveViewer
+    except ImportError as e:
+        raise SceneError(f"--viewer needs viser ({e.name} missing): pip install 'gs_recon[viewer]'") from None
+    v = cfg.viewer
+    live = LiveViewer(scene, v.host, v.port, v.refresh_every)
+    log.warning("live viewer on %s (refreshes every %d steps)", live.url, live.refresh_every)
+    return live
+
+
+def _train_and_write(scene_dir, scene, cfg: Config, out: Path, trainer, guidance, resume: bool, progress: bool,
+                     live, t_start: float) -> Dict:
+    """Stages, evaluation, exports, meshes and scene.json (rank 0); the other ranks return after training."""
+    from . import dist
+
+    main, sharded = dist.is_main(), trainer.sharded
+    ckpt = out / "checkpoints" / "last.pt"
+    timings = {}
+    t0 = time.time()
+    if live is not None:
+        trainer.monitor = live.update
     # stage 1 on rank 0 only, or on every rank's block of the Gaussians with --distributed (gs_recon/dist.py)
     if main or sharded:
         if resume:
@@ -103,10 +133,14 @@ def run(scene_dir: str | Path, cfg: Config, resume: bool = False, progress: bool
     if cfg.mesh.extract:
         from .mesh.extract import extract_meshes
 
+        if live is not None:
+            live.finish("training done; **extracting meshes**")
         t0 = time.time()
         meshes = extract_meshes(trainer.params, scene, out, cfg.mesh, progress=progress)
         timings["mesh_s"] = time.time() - t0
     timings["total_s"] = time.time() - t_start
+    if live is not None:
+        timings["viewer_s"] = live.seconds  # time the training loop spent in the live viewer
     try:
         import resource
 

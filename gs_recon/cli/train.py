@@ -6,6 +6,7 @@ Examples:
     gs-recon train examples/demo_scene --config configs/tiny_cpu.yaml
     gs-recon train data/room --train.iterations 30000 --data.downscale 2 --guidance sd
     torchrun --nproc_per_node=4 tools/train.py data/room --distributed   # stage 1 sharded over 4 GPUs
+    gs-recon train data/room --viewer      # watch it train at http://127.0.0.1:8080, then browse the result
 
 Options are layered: defaults, then the --config preset, then the command line.
 """
@@ -34,6 +35,7 @@ class TrainArgs:
     resume: bool = False  # continue from OUT_DIR/checkpoints/last.pt (needs --output.out_dir)
     no_progress: bool = False  # no progress bars (logs only)
     distributed: bool = False  # under torchrun: shard stage 1's Gaussians over the ranks (= --train.distributed true)
+    viewer: bool = False  # watch training live in the browser (= --viewer.enabled true; --viewer.port etc.)
 
 
 def parse_train(argv) -> TrainArgs:
@@ -51,6 +53,8 @@ def main(argv=None) -> int:
         cfg = a.cfg
         if a.distributed:
             cfg.train.distributed = True
+        if a.viewer:
+            cfg.viewer.enabled = True
         if a.resume and not cfg.output.out_dir:
             raise SceneError("--resume needs --output.out_dir RUN_DIR (the run to continue)")
         from ..pipeline import run
@@ -73,4 +77,8 @@ def main(argv=None) -> int:
         print(f"test  PSNR {te['psnr']:.2f} dB  SSIM {te['ssim']:.4f}  ({te['n_views']} views)")
     for o in m["objects"]:
         print(f"  {o['id']:>3} {o['name']:<20} {o['gaussians']:>8} Gaussians  {o['files'][0]}")
+    if cfg.viewer.enabled and cfg.viewer.keep_open:
+        from .view import serve
+
+        return serve(m["out_dir"], cfg.viewer.host, cfg.viewer.port, "both")
     return 0

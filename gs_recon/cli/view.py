@@ -31,15 +31,24 @@ def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         a = parse(ViewArgs, argv, ViewArgs(run_dir=tyro.MISSING), "gs-recon view", __doc__)
+    except SceneError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return serve(a.run_dir, a.host, a.port, a.show)
+
+
+def serve(run_dir, host: str, port: int, show: str) -> int:
+    """Serve a finished run until Ctrl-C (gs-recon view; gs-recon train --viewer after training)."""
+    try:
         try:
             from ..viewer import SceneViewer
         except ImportError as e:
             raise SceneError(f"the viewer needs viser ({e.name} missing): pip install 'gs_recon[viewer]'") from None
-        v = SceneViewer(a.run_dir, a.host, a.port, a.show)
+        v = SceneViewer(run_dir, host, port, show)
     except SceneError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"viewer on http://{a.host}:{v.port}  ({len(v.objects)} objects; Ctrl-C to stop)")
+    print(f"viewer on http://{host}:{v.port}  ({len(v.objects)} objects; Ctrl-C to stop)")
     try:
         while True:
             time.sleep(1.0)

@@ -70,6 +70,8 @@ class Trainer:
         self.gt = scene.images.to(self.device)
         self.bg = scene.background_color.to(self.device)
         self.history: List[Dict[str, float]] = []
+        # called as monitor(trainer, stage, metrics, total) after every step of fit() (the live viewer)
+        self.monitor: Optional[Callable[["Trainer", str, Dict[str, float], int], None]] = None
 
     # ------------------------------------------------------------------ setup
     def _make_optimizers(self):
@@ -268,6 +270,8 @@ class Trainer:
                 while self.step < total:
                     m = (step_fn or self.train_step)(gen)
                     self.history.append(m)
+                    if self.monitor is not None:  # the live viewer (gs_recon/viewer/live.py)
+                        self.monitor(self, stage, m, total)
                     if self.step % 10 == 0 or self.step == total:
                         rate = (self.step - s0) / max(time.time() - t0, 1e-6)
                         info = (f"loss {m['loss']:.4f}  PSNR {m.get('psnr', float('nan')):5.2f}  "
