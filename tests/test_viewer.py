@@ -73,17 +73,17 @@ def _chromium():
     return chromium
 
 
-def _orange(img: np.ndarray) -> np.ndarray:
-    """[H, W] bool: pixels of the selection outline's hue (HIGHLIGHT, shaded)."""
+def _outline(img: np.ndarray) -> np.ndarray:
+    """[H, W] bool: pixels of the selection outline's hue (HIGHLIGHT: magenta, in no object of the demo)."""
     r, g, b = img[..., 0], img[..., 1], img[..., 2]
-    return (r > 150) & (g > 0.45 * r) & (g < 0.85 * r) & (b < 0.35 * r)
+    return (r > 140) & (b > 110) & (g < 0.5 * np.minimum(r, b))
 
 
 def test_viewer_screenshot(viewer, tmp_path):
     """Headless Chromium screenshots of the page: the 3D canvas (the page left of viser's control panel)
     shows the scene -- it changes substantially when every object is hidden -- and the panel is drawn.
     A blank, black or never-updated canvas fails; the panel alone cannot pass. Then a real click in the
-    browser on an object (at its centre's pixel in the opening view) selects and outlines it."""
+    browser on an object (at one of its pixels in the opening view) selects and outlines it."""
     chromium = _chromium()
     from cdp_shot import screenshot
     from PIL import Image
@@ -95,10 +95,12 @@ def test_viewer_screenshot(viewer, tmp_path):
     target = [o for o in v.objects.values() if o.id > 0][-1]  # not the one selected at opening
     assert v.selected != target.name
     w2c = np.linalg.inv(v.opening["c2w"])
+    # its centre: only the selected object shows its transform gizmo, which would take a click there
+    assert v.objects[v.selected].gizmo.disable_axes is False and target.gizmo.disable_axes is True
     pc = w2c[:3, :3] @ target.pivot + w2c[:3, 3]
     fov = camera_pose(v.opening, v._scene_centre())[3]
 
-    def at_target(rect):  # the target's centre in the browser's canvas (viser: vertical fov, centred)
+    def at_target(rect):  # that point in the browser's canvas (viser: vertical fov, centred)
         f = rect["height"] / 2 / np.tan(fov / 2)
         return rect["x"] + rect["width"] / 2 + f * pc[0] / pc[2], rect["y"] + rect["height"] / 2 + f * pc[1] / pc[2]
 
@@ -110,9 +112,9 @@ def test_viewer_screenshot(viewer, tmp_path):
     screenshot(chromium, f"http://127.0.0.1:{v.port}", shot, tmp_path / "profile1", port=_free_port())
     a = np.asarray(Image.open(shot).convert("RGB")).astype(float)
     c = np.asarray(Image.open(clicked).convert("RGB")).astype(float)
-    n_outline = int(_orange(c[:, : int(c.shape[1] * 0.6)]).sum())
+    n_outline = int(_outline(c[:, : int(c.shape[1] * 0.6)]).sum())
     assert n_outline > 150, n_outline  # the outline is drawn ...
-    assert _orange(a[:, : int(a.shape[1] * 0.6)]).sum() < 0.3 * n_outline  # ... and it is the outline
+    assert _outline(a[:, : int(a.shape[1] * 0.6)]).sum() < 0.3 * n_outline  # ... and it is the outline
     for name in v.objects:
         v.set_visible(name, False)
     for f in v.frustums:  # the camera frustums (with their photos) are not the scene
@@ -249,7 +251,7 @@ def test_background_is_cut_away_from_outside(viewer):
     rel, h = (bg.splats.centers - c) @ u, (bg.splats.centers - c) @ up
     wall = h > 0.3  # walls, not the floor (seen from its inner side by a camera above it)
     near, far = wall & (rel > 0.7 * rel.max()), wall & (rel < 0.7 * rel.min())
-    assert near.sum() > 50 and far.sum() > 50
+    assert near.sum() > 30 and far.sum() > 30
     keep = v._bg_keep
     assert keep[near].mean() < 0.25, keep[near].mean()
     assert keep[far].mean() > 0.7, keep[far].mean()
@@ -340,3 +342,22 @@ def test_live_viewer_mid_training(tmp_path):
         stop.set()
         th.join(timeout=120)
         live.stop()
+
+
+def test_train_with_viewer_serves_then_lets_go(tmp_path):
+    """`gs-recon train ... --viewer`: the pipeline serves the live viewer while it trains, records the time
+    the loop spent in it, and frees the port when it is done (the finished-run viewer takes it over)."""
+    from conftest import DEMO
+    from gs_recon.cli.train import parse_train
+    from gs_recon.pipeline import run as run_pipeline
+
+    port = _free_port()
+    a = parse_train([str(DEMO), "--config", "tiny_cpu", "--viewer", "--viewer.port", str(port),
+                     "--train.iterations", "30", "--mesh.extract", "false", "--output.out_dir", str(tmp_path / "run")])
+    assert a.viewer
+    a.cfg.viewer.enabled = True  # what main() does with the flag
+    m = run_pipeline(a.scene_dir, a.cfg, progress=False)
+    assert 0 < m["timings"]["viewer_s"] < m["timings"]["reconstruction_s"]
+    assert m["config"]["viewer"]["port"] == port
+    with socket.socket() as s:  # released: the finished-run viewer can bind it
+        s.bind(("127.0.0.1", port))

@@ -4,7 +4,7 @@
 Trains the README demo's reconstruction (examples/demo_scene, configs/tiny_cpu.yaml: 700 steps) several
 times in this process, interleaved so that drift in the machine's speed hits every variant alike:
 
-- off: no viewer (the baseline, run first and last);
+- off: no viewer (the baseline, run first and last; after an unreported 100-step warm-up run);
 - server: the live viewer serving, no browser connected;
 - client: the live viewer with a connected client that receives every message (a websocket reader in a
   thread of this process, as a browser on another machine would be; it does not render).
@@ -77,9 +77,9 @@ def run_once(variant: str, iterations: int, refresh_every: int):
             th = threading.Thread(target=_reader, args=(f"ws://127.0.0.1:{live.port}", stop, stats), daemon=True)
             th.start()
             time.sleep(1.0)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     tr.fit(progress=False)
-    dt = time.perf_counter() - t0
+    dt, cpu = time.perf_counter() - t0, time.process_time() - c0
     stop.set()
     if th is not None:
         th.join(timeout=10)
@@ -87,7 +87,7 @@ def run_once(variant: str, iterations: int, refresh_every: int):
     refreshes = live.refreshes if live else 0
     if live:
         live.stop()
-    return {"variant": variant, "s": dt, "ms_per_step": 1000 * dt / iterations, "viewer_s": inside,
+    return {"variant": variant, "s": dt, "cpu_s": cpu, "ms_per_step": 1000 * dt / iterations, "viewer_s": inside,
             "refreshes": refreshes, "n": int(tr.params["means"].shape[0]), **stats}
 
 
@@ -95,27 +95,37 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--iterations", type=int, default=700)
     ap.add_argument("--refresh_every", type=int, default=25)
+    ap.add_argument("--rounds", type=int, default=2, help="rounds of (off, client, server), then off once more")
     a = ap.parse_args()
     import logging
 
     import torch
 
     logging.getLogger("gs_recon").setLevel(logging.ERROR)
+    run_once("off", 100, a.refresh_every)  # warm-up, not reported (the first run in a process is ~50% slower)
     rows = []
-    for variant in ("off", "server", "client", "off"):
+    for variant in [v for _ in range(a.rounds) for v in ("off", "client", "server")] + ["off"]:
         r = run_once(variant, a.iterations, a.refresh_every)
         rows.append(r)
         print(f"{variant:>7}: {r['s']:.1f} s, {r['ms_per_step']:.1f} ms/step, in viewer {r['viewer_s']:.2f} s, "
               f"{r['refreshes']} refreshes, {r['messages']} messages {r['bytes'] / 2**20:.1f} MiB", flush=True)
-    base = sum(r["s"] for r in rows if r["variant"] == "off") / 2
+    offs = [r for r in rows if r["variant"] == "off"]
+    base, base_cpu = sum(r["s"] for r in offs) / len(offs), sum(r["cpu_s"] for r in offs) / len(offs)
     print(f"\n{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, {time.strftime('%Y-%m-%d')}; "
           f"README demo reconstruction, {a.iterations} steps, refresh every {a.refresh_every} steps")
-    print("| variant | s | ms/step | overhead vs no viewer | inside the viewer | refreshes | sent |")
-    print("|---|---|---|---|---|---|---|")
-    for r in rows:
+    print("| run | variant | wall s | ms/step | wall vs mean of off | CPU s (all threads) | CPU vs mean of off | "
+          "inside the viewer | refreshes | sent |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for i, r in enumerate(rows):
         sent = f"{r['bytes'] / 2**20:.1f} MiB" if r["variant"] == "client" else "-"
-        print(f"| {r['variant']} | {r['s']:.1f} | {r['ms_per_step']:.1f} | {100 * (r['s'] / base - 1):+.1f}% | "
-              f"{r['viewer_s']:.2f} s | {r['refreshes']} | {sent} |")
+        print(f"| {i + 1} | {r['variant']} | {r['s']:.1f} | {r['ms_per_step']:.1f} | {100 * (r['s'] / base - 1):+.1f}% | "
+              f"{r['cpu_s']:.1f} | {100 * (r['cpu_s'] / base_cpu - 1):+.1f}% | {r['viewer_s']:.2f} s | {r['refreshes']} | {sent} |")
+    for v in ("client", "server"):
+        rs = [r for r in rows if r["variant"] == v]
+        if rs:
+            print(f"{v}: wall {100 * (sum(r['s'] for r in rs) / len(rs) / base - 1):+.1f}%, CPU "
+                  f"{100 * (sum(r['cpu_s'] for r in rs) / len(rs) / base_cpu - 1):+.1f}%, inside the viewer "
+                  f"{100 * sum(r['viewer_s'] for r in rs) / sum(r['s'] for r in rs):.2f}% of the wall time")
     return 0
 
 

@@ -1,8 +1,8 @@
 """A finished run as an interactive, decomposed scene in the browser (viser).
 
-Each object's Gaussians (DC colour baked) and/or mesh sit under their own transform gizmo. The viewer opens
-at the first training camera; objects are selected by clicking them in the 3D view (or in the panel), which
-outlines them and shows their name, Gaussian count and box; each has an opacity; hotkeys hide (H), isolate
+Each object's Gaussians (DC colour baked) and/or mesh sit under their own transform gizmo, shown for the
+selected object. The viewer opens at the first training camera; objects are selected by clicking them in the
+3D view (or in the panel), which outlines them and shows their name, Gaussian count and box; each has an opacity; hotkeys hide (H), isolate
 (I) and show all (A); the background is cut away where it would hide the scene from outside the room; a
 button saves the re-composed scene (scene.json "transforms", re-exported splats and glb).
 
@@ -29,7 +29,7 @@ from .common import (Splats, add_frustum_gui, add_frustums, background_keep, fac
 
 log = logging.getLogger("gs_recon")
 
-HIGHLIGHT = (255, 170, 0)  # the selected object's outline
+HIGHLIGHT = (255, 0, 200)  # the selected object's outline (magenta: rare in scenes)
 
 
 @dataclass
@@ -120,7 +120,8 @@ class SceneViewer:
     # ------------------------------------------------------------------ scene
     def _add(self, o: ViewObject) -> None:
         if o.id > 0:
-            tc = self.server.scene.add_transform_controls(o.root, scale=0.3, position=o.position, wxyz=o.wxyz)
+            tc = self.server.scene.add_transform_controls(o.root, scale=0.3, position=o.position, wxyz=o.wxyz,
+                                                          disable_axes=True, disable_sliders=True, disable_rotations=True)
 
             @tc.on_update
             def _(ev, o=o, tc=tc):
@@ -288,6 +289,10 @@ class SceneViewer:
                 h.remove()
             self.highlight = []
             self.selected = name
+            for other in self.objects.values():  # only the selected object's gizmo is live (and drawn), so a
+                if other.id > 0:                   # click on any other object reaches the object, not a gizmo
+                    off = other.name != name
+                    other.gizmo.disable_axes = other.gizmo.disable_sliders = other.gizmo.disable_rotations = off
             o = self.objects[name]
             if outline:
                 sc = self.server.scene
