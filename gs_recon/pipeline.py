@@ -22,8 +22,12 @@ def default_out_dir(scene_dir: Path) -> Path:
     return Path("outputs") / Path(scene_dir).resolve().name / datetime.now().strftime("%Y%m%d-%H%M%S")
 
 
-def run(scene_dir: str | Path, cfg: Config, resume: bool = False, progress: bool = True) -> Dict:
-    """Reconstruct SCENE_DIR with `cfg`. Returns the manifest written to OUT_DIR/scene.json."""
+def run(scene_dir: str | Path, cfg: Config, resume: bool = False, progress: bool = True,
+        keep_viewer: bool = False) -> Dict:
+    """Reconstruct SCENE_DIR with `cfg`. Returns the manifest written to OUT_DIR/scene.json (plus "out_dir").
+
+    With the live viewer on and `keep_viewer`, it is left serving and returned under "live_viewer" (not
+    written): the caller hands its server to the finished-run viewer. Otherwise it is stopped here."""
     from .train.recon import Trainer
 
     t_start = time.time()
@@ -52,8 +56,14 @@ def run(scene_dir: str | Path, cfg: Config, resume: bool = False, progress: bool
     live = open_live_viewer(scene, cfg) if main else None
     try:
         manifest = _train_and_write(scene_dir, scene, cfg, out, trainer, guidance, resume, progress, live, t_start)
-    finally:
+    except BaseException:
         if live is not None:
+            live.stop()
+        raise
+    if live is not None:
+        if keep_viewer:
+            manifest["live_viewer"] = live
+        else:
             live.stop()
     return manifest
 

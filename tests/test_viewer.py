@@ -344,20 +344,43 @@ def test_live_viewer_mid_training(tmp_path):
         live.stop()
 
 
-def test_train_with_viewer_serves_then_lets_go(tmp_path):
-    """`gs-recon train ... --viewer`: the pipeline serves the live viewer while it trains, records the time
-    the loop spent in it, and frees the port when it is done (the finished-run viewer takes it over)."""
+def test_train_with_viewer_hands_over_to_the_finished_run(tmp_path):
+    """`gs-recon train ... --viewer`: the pipeline serves the live viewer while it trains and records the time
+    the loop spent in it; at the end the finished-run viewer takes over the same server, so a browser that
+    was watching stays connected and receives the finished scene; stopping it frees the port."""
+    import viser
+    from websockets.sync.client import connect
+
     from conftest import DEMO
     from gs_recon.cli.train import parse_train
     from gs_recon.pipeline import run as run_pipeline
+    from gs_recon.viewer import SceneViewer
 
     port = _free_port()
     a = parse_train([str(DEMO), "--config", "tiny_cpu", "--viewer", "--viewer.port", str(port),
                      "--train.iterations", "30", "--mesh.extract", "false", "--output.out_dir", str(tmp_path / "run")])
     assert a.viewer
     a.cfg.viewer.enabled = True  # what main() does with the flag
-    m = run_pipeline(a.scene_dir, a.cfg, progress=False)
+    m = run_pipeline(a.scene_dir, a.cfg, progress=False, keep_viewer=True)
     assert 0 < m["timings"]["viewer_s"] < m["timings"]["reconstruction_s"]
     assert m["config"]["viewer"]["port"] == port
-    with socket.socket() as s:  # released: the finished-run viewer can bind it
+    live = m.pop("live_viewer")
+    assert live.port == port and live.status["step"] == 30
+    with connect(f"ws://127.0.0.1:{port}", subprotocols=[f"viser-v{viser.__version__}"], max_size=None) as ws:
+        while True:  # the live scene as a browser gets it on connecting
+            try:
+                ws.recv(timeout=2.0)
+            except TimeoutError:
+                break
+        v = SceneViewer(m["out_dir"], port=port, show="both", server=live.server)
+        got = 0
+        while True:  # the same connection receives the finished-run viewer's scene and panel
+            try:
+                got += len(ws.recv(timeout=2.0))
+            except TimeoutError:
+                break
+        assert got > 10_000 and v.port == port and {"box", "ball", "cylinder"} <= set(v.objects)
+    v.stop()
+    with socket.socket() as s:  # released (a closed connection may linger in TIME_WAIT: as servers do, reuse)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.bind(("127.0.0.1", port))

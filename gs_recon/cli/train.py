@@ -59,7 +59,8 @@ def main(argv=None) -> int:
             raise SceneError("--resume needs --output.out_dir RUN_DIR (the run to continue)")
         from ..pipeline import run
 
-        m = run(a.scene_dir, cfg, resume=a.resume, progress=not a.no_progress)
+        keep = cfg.viewer.enabled and cfg.viewer.keep_open
+        m = run(a.scene_dir, cfg, resume=a.resume, progress=not a.no_progress, keep_viewer=keep)
     except SceneError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -77,8 +78,9 @@ def main(argv=None) -> int:
         print(f"test  PSNR {te['psnr']:.2f} dB  SSIM {te['ssim']:.4f}  ({te['n_views']} views)")
     for o in m["objects"]:
         print(f"  {o['id']:>3} {o['name']:<20} {o['gaussians']:>8} Gaussians  {o['files'][0]}")
-    if cfg.viewer.enabled and cfg.viewer.keep_open:
+    live = m.pop("live_viewer", None)
+    if live is not None:  # the finished run takes over the live viewer's server: open browsers stay connected
         from .view import serve
 
-        return serve(m["out_dir"], cfg.viewer.host, cfg.viewer.port, "both")
+        return serve(m["out_dir"], cfg.viewer.host, cfg.viewer.port, "both", server=live.server)
     return 0

@@ -37,14 +37,15 @@ def main(argv=None) -> int:
     return serve(a.run_dir, a.host, a.port, a.show)
 
 
-def serve(run_dir, host: str, port: int, show: str) -> int:
-    """Serve a finished run until Ctrl-C (gs-recon view; gs-recon train --viewer after training)."""
+def serve(run_dir, host: str, port: int, show: str, server=None) -> int:
+    """Serve a finished run until Ctrl-C (gs-recon view; gs-recon train --viewer after training, on the
+    live viewer's `server`)."""
     try:
         try:
             from ..viewer import SceneViewer
         except ImportError as e:
             raise SceneError(f"the viewer needs viser ({e.name} missing): pip install 'gs_recon[viewer]'") from None
-        v = SceneViewer(run_dir, host, port, show)
+        v = SceneViewer(run_dir, host, port, show, server=server)
     except SceneError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -53,5 +54,8 @@ def serve(run_dir, host: str, port: int, show: str) -> int:
         while True:
             time.sleep(1.0)
     except KeyboardInterrupt:
-        v.stop()
+        try:
+            v.stop()
+        except KeyboardInterrupt:  # a second Ctrl-C while the server shuts down
+            pass
     return 0

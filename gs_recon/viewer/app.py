@@ -70,7 +70,10 @@ class ViewObject:
 
 
 class SceneViewer:
-    def __init__(self, run_dir: str | Path, host: str = "127.0.0.1", port: int = 8080, show: str = "splats"):
+    def __init__(self, run_dir: str | Path, host: str = "127.0.0.1", port: int = 8080, show: str = "splats",
+                 server=None):
+        """`server`: a running viser server to take over (the live viewer's, after training: the browsers
+        connected to it stay connected and get this scene); else a new one on host:port."""
         import viser
 
         if show not in ("splats", "meshes", "both"):
@@ -78,7 +81,10 @@ class SceneViewer:
         self.run = Path(run_dir)
         self.manifest = read_manifest(self.run)
         self.show = show
-        self.server = viser.ViserServer(host=host, port=port, verbose=False)
+        if server is not None:
+            server.scene.reset()
+            server.gui.reset()
+        self.server = server if server is not None else viser.ViserServer(host=host, port=port, verbose=False)
         self.port = self.server.get_port()
         self._lock = threading.RLock()  # viser runs callbacks in a thread pool
         self.objects: Dict[str, ViewObject] = {}
