@@ -117,11 +117,12 @@ class SceneViewer:
         def _(ev):
             self.click(ev.ray_origin, ev.ray_direction)
 
-        @self.server.on_client_connect
-        def _(client):
-            @client.camera.on_update
-            def _(cam):
-                self.update_background(np.asarray(cam.position, float))
+        def follow(client):  # cut the background away as this browser's camera moves
+            client.camera.on_update(lambda cam: self.update_background(np.asarray(cam.position, float)))
+
+        self.server.on_client_connect(follow)
+        for client in self.server.get_clients().values():  # already connected (a taken-over live viewer)
+            follow(client)
 
     # ------------------------------------------------------------------ scene
     def _add(self, o: ViewObject) -> None:
