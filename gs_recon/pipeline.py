@@ -72,10 +72,8 @@ def open_live_viewer(scene, cfg: Config):
     """The live viewer (--viewer.enabled true) on rank 0, or None."""
     if not cfg.viewer.enabled:
         return None
-    try:
-        from .viewer.live import LiveViewer
-    except ImportError as e:
-        raise SceneError(f"--viewer needs viser ({e.name} missing): pip install 'gs_recon[viewer]'") from None
+    from .viewer.live import LiveViewer
+
     v = cfg.viewer
     live = LiveViewer(scene, v.host, v.port, v.refresh_every)
     log.warning("live viewer on %s (refreshes every %d steps)", live.url, live.refresh_every)

@@ -384,3 +384,41 @@ def test_train_with_viewer_hands_over_to_the_finished_run(tmp_path):
     with socket.socket() as s:  # released (a closed connection may linger in TIME_WAIT: as servers do, reuse)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.bind(("127.0.0.1", port))
+
+
+def test_missing_viser_is_a_one_line_error(monkeypatch, capsys):
+    """Without viser, `--viewer` stops before training with how to install it (not an ImportError deep inside)."""
+    import sys
+
+    from conftest import DEMO
+    from gs_recon.cli.train import main
+
+    monkeypatch.setitem(sys.modules, "viser", None)  # `import viser` now fails as when it is not installed
+    assert main([str(DEMO), "--config", "tiny_cpu", "--viewer", "--train.iterations", "5", "--no_progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == "error: the viewer needs viser (viser missing): pip install 'gs_recon[viewer]'", err
+
+
+def test_live_refresh_drops_a_label_with_no_gaussians_left():
+    import torch
+
+    from conftest import DEMO
+    from gs_recon.config import load_config
+    from gs_recon.data.scene import load_scene
+    from gs_recon.train.recon import Trainer
+    from gs_recon.viewer.live import LiveViewer
+
+    cfg = load_config("configs/tiny_cpu.yaml")
+    scene = load_scene(DEMO, cfg.data)
+    tr = Trainer(scene, cfg)
+    live = LiveViewer(scene, port=_free_port())
+    try:
+        live.refresh(tr.params)
+        assert set(live.handles) == {0, 1, 2, 3}
+        with torch.no_grad():
+            tr.params["labels"][tr.params["labels"] == 3] = 0  # object 3's Gaussians gone from its label
+        live.refresh(tr.params)
+        assert set(live.handles) == {0, 1, 2}
+        assert sum(h.buffer.shape[0] for h in live.handles.values()) == tr.params["means"].shape[0]
+    finally:
+        live.stop()

@@ -40,11 +40,9 @@ def main(argv=None) -> int:
 def serve(run_dir, host: str, port: int, show: str, server=None) -> int:
     """Serve a finished run until Ctrl-C (gs-recon view; gs-recon train --viewer after training, on the
     live viewer's `server`)."""
+    from ..viewer import SceneViewer
+
     try:
-        try:
-            from ..viewer import SceneViewer
-        except ImportError as e:
-            raise SceneError(f"the viewer needs viser ({e.name} missing): pip install 'gs_recon[viewer]'") from None
         v = SceneViewer(run_dir, host, port, show, server=server)
     except SceneError as e:
         print(f"error: {e}", file=sys.stderr)

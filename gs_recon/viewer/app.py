@@ -25,7 +25,7 @@ from ..io_utils import write_json
 from ..mesh.texture import load_mesh, mesh_file
 from ..run_io import read_manifest
 from .common import (Splats, add_frustum_gui, add_frustums, background_keep, facing_inward, go_to_view,
-                     open_at_first_view, pick, quat_wxyz_to_rotmat, run_views)
+                     import_viser, open_at_first_view, pick, quat_wxyz_to_rotmat, run_views)
 
 log = logging.getLogger("gs_recon")
 
@@ -74,8 +74,6 @@ class SceneViewer:
                  server=None):
         """`server`: a running viser server to take over (the live viewer's, after training: the browsers
         connected to it stay connected and get this scene); else a new one on host:port."""
-        import viser
-
         if show not in ("splats", "meshes", "both"):
             raise SceneError(f"--show {show}: use splats, meshes or both")
         self.run = Path(run_dir)
@@ -84,7 +82,7 @@ class SceneViewer:
         if server is not None:
             server.scene.reset()
             server.gui.reset()
-        self.server = server if server is not None else viser.ViserServer(host=host, port=port, verbose=False)
+        self.server = server if server is not None else import_viser().ViserServer(host=host, port=port, verbose=False)
         self.port = self.server.get_port()
         self._lock = threading.RLock()  # viser runs callbacks in a thread pool
         self.objects: Dict[str, ViewObject] = {}
@@ -307,7 +305,7 @@ class SceneViewer:
                 self.highlight = [
                     sc.add_box(f"{o.root}/highlight", color=HIGHLIGHT, dimensions=tuple(np.maximum(size, 1e-3) * 1.05),
                                wireframe=True, position=centre),
-                    sc.add_label(f"{o.root}/label", self.describe(name), position=centre + _up_half(self, size),
+                    sc.add_label(f"{o.root}/label", self.describe(name), position=centre + _up_half(self.manifest.get("up"), size),
                                  anchor="bottom-center")]
             self._show_selected()
 
@@ -401,9 +399,9 @@ class SceneViewer:
         self.server.stop()
 
 
-def _up_half(viewer: SceneViewer, size: np.ndarray) -> np.ndarray:
-    """Half the box's extent along the scene's up: where the selection label sits (above the box)."""
-    up = np.asarray(viewer.manifest.get("up") or [0, 0, 1], float)
+def _up_half(up, size: np.ndarray) -> np.ndarray:
+    """Half the box's extent along the scene's `up` [3]: where the selection label sits (above the box)."""
+    up = np.asarray(up if up is not None else [0, 0, 1], float)
     return up * 0.5 * float(np.abs(size) @ np.abs(up))
 
 

@@ -12,7 +12,17 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
+from ..data.errors import SceneError
 from ..render.sh import C0
+
+
+def import_viser():
+    """viser, or a one-line SceneError saying how to install it (it is the `viewer` extra)."""
+    try:
+        import viser
+    except ImportError as e:
+        raise SceneError(f"the viewer needs viser ({e.name} missing): pip install 'gs_recon[viewer]'") from None
+    return viser
 
 
 def quat_wxyz_to_rotmat(q: np.ndarray) -> np.ndarray:

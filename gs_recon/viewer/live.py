@@ -3,7 +3,8 @@
 Every ``refresh_every`` steps the current Gaussians are sent, one node per object and the background (so
 the panel can hide them); every 10 steps the panel shows the stage (reconstruction / geometry prior /
 appearance prior), step, loss, PSNR and Gaussian count. It opens at the first training camera, as the
-finished-run viewer does, which takes over on the same port when training ends.
+finished-run viewer does, which takes over this viewer's server when training ends (pipeline.run
+``keep_viewer``), so an open browser stays connected.
 
 The cost inside the training loop is timed (``seconds``); the README gives the measured overhead.
 """
@@ -15,16 +16,14 @@ from typing import Dict
 import torch
 
 from ..export.splats import to_world, valid_mask
-from .common import Splats, add_frustum_gui, add_frustums, open_at_first_view, scene_views
+from .common import Splats, add_frustum_gui, add_frustums, import_viser, open_at_first_view, scene_views
 
 
 class LiveViewer:
     def __init__(self, scene, host: str = "127.0.0.1", port: int = 8080, refresh_every: int = 25):
-        import viser
-
         self.scene = scene
         self.refresh_every = max(1, int(refresh_every))
-        self.server = viser.ViserServer(host=host, port=port, verbose=False)
+        self.server = import_viser().ViserServer(host=host, port=port, verbose=False)
         self.port = self.server.get_port()
         self.url = f"http://{host}:{self.port}"
         self.seconds = 0.0  # wall time spent inside update() (the training loop waits for it)
@@ -77,9 +76,11 @@ class LiveViewer:
         labels = g["labels"]
         for i, name in self.names.items():
             m = ok & (labels == i)
-            sub = {k: v[m] for k, v in g.items()}
-            if not int(m.sum()):
+            if not int(m.sum()):  # none left (pruned): no stale node from an earlier refresh
+                if i in self.handles:
+                    self.handles.pop(i).remove()
                 continue
+            sub = {k: v[m] for k, v in g.items()}
             self.handles[i] = Splats(sub).draw(self.server.scene, f"/live/{i}_{name}", self.handles.get(i),
                                                visible=self.checkboxes[i].value)
         self.refreshes += 1
