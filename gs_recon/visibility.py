@@ -73,44 +73,80 @@ def _gsplat_tiles_to_ref(info, N: int):
     return Tiles(offsets, (info["flatten_ids"].long().cpu() % N).int(), tw, th)
 
 
+_KERNEL_MAX_ENTRIES = 1 << 27  # views per launch: C * N below this ([C, N] outputs, ~1.5 GB at the limit)
+
+
+def _cuda_route(params, backend: str, impl: str):
+    """The CUDA kernel module when this accumulation runs on it (gsplat usable on the params' device and the
+    kernel built), else None."""
+    from .render._cuda_ext import load_cuda_ext
+    from .render.api import use_gsplat_for
+
+    if impl not in ("auto", "kernel") or not use_gsplat_for(backend, params["means"].device):
+        return None
+    return load_cuda_ext()
+
+
+def _per_view_kernel(ext, params, viewmats: Tensor, Ks: Tensor, width: int, height: int, thresh: float):
+    """One launch over all views, no render: gsplat's projection and tile intersection, then the kernel.
+    -> (weight_sum, count, alpha_sum), each [C, N]."""
+    from .render.api import gsplat_tiles, project_gaussians
+    from .render.rasterize_cpu import TILE
+
+    p = project_gaussians(params, viewmats, Ks, width, height, True, frames=False)
+    offsets, flatten_ids = gsplat_tiles(p.means2d, p.radii, p.depths, width, height)
+    return ext.accumulate_visibility(p.means2d.float().contiguous(), p.conics.float().contiguous(),
+                                     torch.sigmoid(params["opacities"]).float().contiguous(),
+                                     offsets.int().contiguous(), flatten_ids.int().contiguous(), width, height,
+                                     TILE, thresh)
+
+
+def _kernel_batches(n_views: int, N: int):
+    b = max(1, _KERNEL_MAX_ENTRIES // max(1, N))
+    return [(s, min(s + b, n_views)) for s in range(0, n_views, b)]
+
+
 @torch.no_grad()
 def accumulate(params, viewmats: Tensor, Ks: Tensor, width: int, height: int, thresh: float = 0.01,
                batch: int = 8, backend: str = "auto", impl: str = "auto") -> Visibility:
-    """Visibility of every Gaussian in `params` over views viewmats [V,4,4], Ks [V,3,3].
+    """Visibility of every Gaussian in `params` over views viewmats [V,4,4], Ks [V,3,3]; no image is rendered
+    (projection, tile lists and the accumulator only).
 
-    impl: "auto" (CUDA kernel on gsplat's outputs, C++ on CPU), "kernel", or "reference" (torch)."""
-    from .render._cuda_ext import load_cuda_ext
-    from .render.rasterize_cpu import accumulate_visibility
+    impl: "auto" (CUDA kernel on gsplat's projection, all views in one launch; the C++ kernel on CPU),
+    "kernel", or "reference" (torch). `batch`: views per pass of the CPU and reference routes."""
+    from .render.api import gsplat_tiles, project_gaussians, use_gsplat_for
+    from .render.rasterize_cpu import TILE, accumulate_visibility, isect_tiles
     from .render.rasterize_ref import visibility_ref
 
     N = params["means"].shape[0]
     dev = params["means"].device
     tot = Visibility(torch.zeros(N, device=dev), torch.zeros(N, dtype=torch.int32, device=dev),
                      torch.zeros(N, device=dev))
+    ext = _cuda_route(params, backend, impl)
+    if ext is not None:
+        for s, e in _kernel_batches(viewmats.shape[0], N):
+            w, c, a = _per_view_kernel(ext, params, viewmats[s:e].to(dev), Ks[s:e].to(dev), width, height, thresh)
+            tot.weight_sum += w.sum(0)
+            tot.count += c.sum(0, dtype=torch.int32)
+            tot.alpha_sum += a.sum(0)
+        return tot
+    gs = use_gsplat_for(backend, dev)
     for s in range(0, viewmats.shape[0], batch):
         vm, K = viewmats[s:s + batch].to(dev), Ks[s:s + batch].to(dev)
-        meta = render(params, vm, K, width, height, sh_degree=0, backend=backend).meta
         C = vm.shape[0]
-        op = meta["opacities"]
-        op = op[None].expand(C, -1) if op.dim() == 1 else op
-        if meta["backend"] == "gsplat":
-            ext = load_cuda_ext() if impl in ("auto", "kernel") else None
-            if ext is not None:
-                out = ext.accumulate_visibility(meta["means2d"].float().contiguous(), meta["conics"].float().contiguous(),
-                                                op.float().contiguous(), meta["isect_offsets"].int().contiguous(),
-                                                meta["flatten_ids"].int().contiguous(), width, height,
-                                                meta["tile_size"], thresh)
-            else:
-                tiles = _gsplat_tiles_to_ref(meta, N)
-                out = visibility_ref(meta["means2d"].float().cpu(), meta["conics"].float().cpu(), op.float().cpu(),
-                                     tiles.offsets, tiles.ids, width, height, thresh, meta["tile_size"])
-        elif impl == "reference":
-            t = meta["tiles"]
-            out = visibility_ref(meta["means2d"], meta["conics"], op, t.offsets, t.ids, width, height, thresh,
-                                 meta["tile_size"])
+        p = project_gaussians(params, vm, K, width, height, gs, frames=not gs)
+        op = torch.sigmoid(params["opacities"])[None].expand(C, -1).float()
+        if gs:  # gsplat's projection and tiles, our torch reference on the CPU
+            offsets, flatten_ids = gsplat_tiles(p.means2d, p.radii, p.depths, width, height)
+            tiles = _gsplat_tiles_to_ref({"isect_offsets": offsets, "flatten_ids": flatten_ids}, N)
+            out = visibility_ref(p.means2d.float().cpu(), p.conics.float().cpu(), op.cpu(), tiles.offsets, tiles.ids,
+                                 width, height, thresh, TILE)
         else:
-            out = accumulate_visibility(meta["means2d"], meta["conics"], op.contiguous(), meta["tiles"], width,
-                                        height, thresh)
+            tiles = isect_tiles(p.means2d, p.radii, p.depths, width, height)
+            if impl == "reference":
+                out = visibility_ref(p.means2d, p.conics, op, tiles.offsets, tiles.ids, width, height, thresh, TILE)
+            else:
+                out = accumulate_visibility(p.means2d, p.conics, op.contiguous(), tiles, width, height, thresh)
         w, c, a = (x.to(dev) for x in out)
         tot.weight_sum += w
         tot.count += c
@@ -142,9 +178,17 @@ def update_params_visibility(params, scene, thresh: float = 0.01) -> Visibility:
 def max_view_visibility(params, viewmats: Tensor, Ks: Tensor, width: int, height: int, backend: str = "auto") -> Tensor:
     """[N] in [0, 1]: for each Gaussian, the best single training view's transmittance-weighted fraction
     of its footprint that was seen, max_v weight_sum_v / alpha_sum_v (0 for a Gaussian no view reached).
-    One accumulation pass per view with the same kernels as accumulate()."""
+    On a GPU one kernel launch gives every view's sums at once; elsewhere one accumulation pass per view."""
     N = params["means"].shape[0]
     best = torch.zeros(N, device=params["means"].device)
+    ext = _cuda_route(params, backend, "auto")
+    if ext is not None:
+        for s, e in _kernel_batches(viewmats.shape[0], N):
+            w, _, a = _per_view_kernel(ext, params, viewmats[s:e].to(best.device), Ks[s:e].to(best.device),
+                                       width, height, 0.01)
+            ratio = torch.where(a > 0, w / a.clamp(min=1e-12), torch.zeros_like(w)).clamp(0, 1)
+            best = torch.maximum(best, ratio.max(0).values)
+        return best
     for i in range(viewmats.shape[0]):
         vis = accumulate(params, viewmats[i:i + 1], Ks[i:i + 1], width, height, batch=1, backend=backend)
         best = torch.maximum(best, vis.normalised.to(best))
@@ -188,23 +232,30 @@ class VisibilityGrid:
 
     def query(self, means: Tensor, labels: Tensor) -> Tensor:
         """[N] visibility at the Gaussians' current positions (no gradient)."""
-        import torch.nn.functional as F
-
         out = torch.zeros(means.shape[0], device=means.device)
-        for lab, (lo, hi, g) in self.grids.items():
+        for lab in self.grids:
             m = labels == lab
             if not bool(m.any()):
                 continue
-            lo_, hi_, g_ = lo.to(means.device), hi.to(means.device), g.to(means.device)
-            R = g_.shape[0]
-            # cell centres at lo + (i + 0.5) (hi - lo) / R; grid_sample with align_corners=False matches
-            x = (means.detach()[m].float() - lo_) / (hi_ - lo_) * 2 - 1  # [-1, 1] across the box
-            inside = (x.abs() <= 1).all(1)
-            grid = x[:, [2, 1, 0]].view(1, 1, 1, -1, 3)  # grid_sample's (x, y, z) index (W, H, D) = (k, j, i)
-            val = F.grid_sample(g_.view(1, 1, R, R, R), grid, mode="bilinear", padding_mode="border",
-                                align_corners=False).view(-1)
-            out[m] = torch.where(inside, val, torch.zeros_like(val))
+            out[m] = self.query_label(means.detach()[m], lab)
         return out.clamp(0, 1)
+
+    def query_label(self, means: Tensor, label: int) -> Tensor:
+        """[n] visibility of points means [n,3] that all carry `label` (0 for a label without a grid), read
+        from that label's grid; no host sync (the prior stages call it every step)."""
+        import torch.nn.functional as F
+
+        if label not in self.grids:
+            return torch.zeros(means.shape[0], device=means.device)
+        lo, hi, g = (t.to(means.device) for t in self.grids[label])
+        R = g.shape[0]
+        # cell centres at lo + (i + 0.5) (hi - lo) / R; grid_sample with align_corners=False matches
+        x = (means.detach().float() - lo) / (hi - lo) * 2 - 1  # [-1, 1] across the box
+        inside = (x.abs() <= 1).all(1)
+        grid = x[:, [2, 1, 0]].view(1, 1, 1, -1, 3)  # grid_sample's (x, y, z) index (W, H, D) = (k, j, i)
+        val = F.grid_sample(g.view(1, 1, R, R, R), grid, mode="bilinear", padding_mode="border",
+                            align_corners=False).view(-1)
+        return torch.where(inside, val, torch.zeros_like(val)).clamp(0, 1)
 
     def state_dict(self) -> Dict[str, Tensor]:
         return {f"{lab}.{k}": t for lab, tr in self.grids.items() for k, t in zip(("lo", "hi", "grid"), tr)}

@@ -1,11 +1,13 @@
 #!/usr/bin/env python
 """Benchmark the per-Gaussian visibility accumulator.
 
-Same inputs, same run, three routes:
-  kernel    gs_recon's kernel (CUDA kernel in cuda_ext/ on a GPU, the C++ kernel on CPU)
-  autograd  the gradient of the summed render of an all-ones per-Gaussian channel
-  reference the vectorised torch reference (the test oracle; skipped above --ref-max Gaussians)
-Prints the median time of each and the ratios against the kernel.
+Same inputs, same run, these routes:
+  kernel       gs_recon's route: projection + tile lists + kernel, no render (the CUDA kernel in cuda_ext/ over
+               all views in one launch on a GPU; the C++ kernel on CPU)
+  kernel only  (CUDA) the kernel launch alone on precomputed projection and tiles, timed with CUDA events
+  autograd     the gradient of the summed render of an all-ones per-Gaussian channel
+  reference    the vectorised torch reference (the test oracle; skipped above --ref-max Gaussians)
+Prints the median time of each and the ratios against the kernel route.
 
     python tools/bench_visibility.py                          # GPU target: 1M Gaussians, 20 views 512x384
     python tools/bench_visibility.py --n 20000 --views 4 --width 128 --height 96   # CPU-sized
@@ -42,6 +44,33 @@ def _time(fn, repeats: int) -> float:
     return sorted(ts)[len(ts) // 2]
 
 
+def _kernel_only(params, vms, Ks, width: int, height: int, repeats: int) -> float:
+    """Seconds for the CUDA kernel launch alone (median of `repeats`, CUDA events), on gsplat's projection and
+    tile lists computed once beforehand."""
+    from gs_recon.render._cuda_ext import load_cuda_ext
+    from gs_recon.render.api import gsplat_tiles, project_gaussians
+    from gs_recon.render.rasterize_cpu import TILE
+
+    ext = load_cuda_ext()
+    with torch.no_grad():
+        p = project_gaussians(params, vms, Ks, width, height, True, frames=False)
+        offsets, flat = gsplat_tiles(p.means2d, p.radii, p.depths, width, height)
+        args = (p.means2d.float().contiguous(), p.conics.float().contiguous(),
+                torch.sigmoid(params["opacities"]).float().contiguous(), offsets.int().contiguous(),
+                flat.int().contiguous(), width, height, TILE, 0.01)
+        ext.accumulate_visibility(*args)
+        ts = []
+        for _ in range(repeats):
+            t0, t1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            t0.record()
+            ext.accumulate_visibility(*args)
+            t1.record()
+            torch.cuda.synchronize()
+            ts.append(t0.elapsed_time(t1) / 1000)
+    print(f"  ({flat.numel()} tile intersections)")
+    return sorted(ts)[len(ts) // 2]
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=1_000_000)
@@ -64,13 +93,15 @@ def main(argv=None) -> int:
           + (f" ({torch.cuda.get_device_name()})" if dev == "cuda" else f" ({torch.get_num_threads()} threads)"))
     res = {"kernel": _time(lambda: accumulate(params, vms, Ks, a.width, a.height, impl="kernel"), a.repeats),
            "autograd": _time(lambda: accumulate_autograd(params, vms, Ks, a.width, a.height), a.repeats)}
+    if dev == "cuda":
+        res["kernel only"] = _kernel_only(params, vms, Ks, a.width, a.height, a.repeats)
     if a.n <= a.ref_max:
         res["reference"] = _time(lambda: accumulate(params, vms, Ks, a.width, a.height, impl="reference"), 1)
     k = accumulate(params, vms, Ks, a.width, a.height, impl="kernel").weight_sum
     ag = accumulate_autograd(params, vms, Ks, a.width, a.height)
     err = float((k - ag).abs().max() / k.abs().max().clamp(min=1e-12))
     for name, t in res.items():
-        print(f"  {name:<10} {t * 1000:10.1f} ms   {t / res['kernel']:6.2f}x the kernel's time")
+        print(f"  {name:<12} {t * 1000:10.1f} ms   {t / res['kernel']:6.2f}x the kernel route's time")
     print(f"kernel vs autograd: max relative difference {err:.2e}")
     return 0
 

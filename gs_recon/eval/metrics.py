@@ -6,11 +6,17 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
-def psnr(pred: Tensor, gt: Tensor, mask: Tensor | None = None) -> float:
-    """pred, gt [..., 3] in [0,1]; optional mask [...] bool -> PSNR in dB."""
+def psnr_tensor(pred: Tensor, gt: Tensor, mask: Tensor | None = None) -> Tensor:
+    """pred, gt [..., 3] in [0,1]; optional mask [...] bool -> PSNR in dB as a 0-d tensor on their device
+    (no host sync: the training step reads it only on logging steps)."""
     d = (pred.clamp(0, 1) - gt) ** 2
     mse = d[mask].mean() if mask is not None else d.mean()
-    return float(-10 * torch.log10(mse.clamp(min=1e-12)))
+    return -10 * torch.log10(mse.clamp(min=1e-12))
+
+
+def psnr(pred: Tensor, gt: Tensor, mask: Tensor | None = None) -> float:
+    """pred, gt [..., 3] in [0,1]; optional mask [...] bool -> PSNR in dB."""
+    return float(psnr_tensor(pred, gt, mask))
 
 
 def _gauss_window(size: int = 11, sigma: float = 1.5, dtype=torch.float32, device=None) -> Tensor:

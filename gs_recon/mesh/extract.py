@@ -80,7 +80,7 @@ def mesh_for(params, mask: torch.Tensor, scene, cfg: MeshConfig, resolution: int
     sil = []  # silhouettes (alpha > threshold) of the fused views, for the iso-level of a closed object
     for gv, gK, gw, gh in groups:
         for i in range(gv.shape[0]):
-            out = render(sel, gv[[i]], gK[[i]], gw, gh, sh_degree=sh_degree, backend="cpu")
+            out = render(sel, gv[[i]], gK[[i]], gw, gh, sh_degree=sh_degree, backend="cpu", median=True)
             ok = out.alpha[0, ..., 0] > cfg.alpha_thresh
             # an object rendered alone: where it does not cover the pixel, the whole ray is free space
             # (depth = FREE carves it); the background has no such silhouette, its empty pixels carry no data

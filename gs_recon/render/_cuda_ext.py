@@ -1,4 +1,4 @@
-"""Build/load gs_recon's CUDA kernels (cuda_ext/: the visibility accumulator).
+"""Build/load gs_recon's CUDA kernels (cuda_ext/: the visibility accumulator and median depth).
 
 JIT-compiled with torch.utils.cpp_extension on first use and cached under
 ~/.cache/gs_recon/cuda_ext (GS_RECON_BUILD_DIR overrides the parent folder). Needs a CUDA build of
@@ -16,7 +16,7 @@ from pathlib import Path
 # cuda_ext/ of a checkout, or its installed copy gs_recon/cuda_ext (setup.py package_dir)
 SRC_DIR = next((d for d in (Path(__file__).resolve().parents[1] / "cuda_ext", Path(__file__).resolve().parents[2] / "cuda_ext")
                 if (d / "visibility.cu").exists()), Path(__file__).resolve().parents[2] / "cuda_ext")
-SOURCES = ("binding.cpp", "visibility.cu")
+SOURCES = ("binding.cpp", "visibility.cu", "median_depth.cu")
 
 
 def cuda_home() -> str | None:
@@ -55,7 +55,7 @@ def build(verbose: bool = False):
     build_dir = Path(os.environ.get("GS_RECON_BUILD_DIR", Path.home() / ".cache" / "gs_recon")) / "cuda_ext"
     build_dir.mkdir(parents=True, exist_ok=True)
     return cpp_extension.load(
-        name="gs_recon_cuda_vis",
+        name="gs_recon_cuda",
         sources=[str(SRC_DIR / s) for s in SOURCES],
         extra_cflags=["-O3"],
         extra_cuda_cflags=["-O3", "--use_fast_math"],
@@ -75,6 +75,6 @@ def load_cuda_ext():
     try:
         return build()
     except Exception as e:
-        warnings.warn(f"gs_recon: CUDA visibility kernel unavailable ({type(e).__name__}: {str(e)[:200]}); "
-                      "using the torch reference (slower)", stacklevel=2)
+        warnings.warn(f"gs_recon: CUDA kernels (visibility, median depth) unavailable ({type(e).__name__}: {str(e)[:200]}); "
+                      "using the CPU/torch routes (slower)", stacklevel=2)
         return None

@@ -3,7 +3,9 @@
 ``render`` composites, per camera, one feature vector per Gaussian:
     [ RGB (3) | camera-space depth (1) | camera-space normal (3) | per-label one-hot (L) | extra (E) ]
 so colour, expected depth, normals, per-object alpha and any extra channel (e.g. visibility) come out
-of one pass. Median depth (where transmittance crosses 0.5) comes from the same traversal.
+of one pass. Median depth (where transmittance crosses 0.5) only when asked for (``median=True``: mesh
+extraction reads it, nothing else does): from the same traversal on CPU, from gs_recon's CUDA kernel on
+gsplat's projection and tile lists on a GPU.
 """
 from __future__ import annotations
 
@@ -26,9 +28,10 @@ _GSPLAT_STATE: Dict[str, Any] = {"ok": None}
 class RenderOutput:
     rgb: Tensor  # [C, H, W, 3], background composited
     alpha: Tensor  # [C, H, W, 1]
-    depth: Tensor  # [C, H, W, 1] expected depth (alpha-normalised), camera z
-    median_depth: Tensor  # [C, H, W, 1] depth where transmittance crosses 0.5 (no gradient)
-    normals: Tensor  # [C, H, W, 3] camera-space normals from shortest Gaussian axes (alpha-weighted)
+    depth: Optional[Tensor]  # [C, H, W, 1] expected depth (alpha-normalised), camera z; None if not asked for
+    median_depth: Optional[Tensor]  # [C, H, W, 1] depth where transmittance crosses 0.5 (no gradient); None
+    #                                  unless render(..., median=True)
+    normals: Optional[Tensor]  # [C, H, W, 3] camera-space normals from shortest Gaussian axes (alpha-weighted)
     object_alpha: Tensor  # [C, H, W, L] per-label alpha (label 0 = background)
     extra: Optional[Tensor]  # [C, H, W, E] composited extra channels, or None
     meta: Dict[str, Any] = field(default_factory=dict)  # gsplat-compatible fields for strategies
@@ -79,8 +82,8 @@ def gsplat_available() -> bool:
 
 
 def _features(params, means_c: Tensor, rot_c: Tensor, viewmats: Tensor, sh_degree: int, n_labels: int,
-              extra: Optional[Tensor]) -> Tensor:
-    """Per-camera features [C, N, 3 + 1 + 3 + L + E]."""
+              extra: Optional[Tensor], depth: bool = True, normals: bool = True) -> Tensor:
+    """Per-camera features [C, N, 3 + (1 if depth) + (3 if normals) + L + E]."""
     C, N = means_c.shape[:2]
     coeffs = torch.cat([params["sh0"], params["shN"]], dim=1) if params["shN"].shape[1] > 0 else params["sh0"]
     if sh_degree > 0:
@@ -89,14 +92,15 @@ def _features(params, means_c: Tensor, rot_c: Tensor, viewmats: Tensor, sh_degre
         rgb = eval_sh(sh_degree, coeffs[None].expand(C, -1, -1, -1), dirs)
     else:
         rgb = eval_sh(0, coeffs[None, :, :1].expand(C, -1, -1, -1), means_c)
-    depth = means_c[..., 2:3]
-    # shortest axis of each Gaussian in camera space, flipped to face the camera
-    with torch.no_grad():
-        short = params["scales"].argmin(-1)  # [N]
-    n = torch.gather(rot_c, 3, short[None, :, None, None].expand(C, N, 3, 1))[..., 0]  # [C, N, 3]
-    facing = (n * means_c).sum(-1, keepdim=True)
-    n = torch.where(facing > 0, -n, n)
-    parts = [rgb, depth, n]
+    parts = [rgb]
+    if depth:
+        parts.append(means_c[..., 2:3])
+    if normals:  # shortest axis of each Gaussian in camera space, flipped to face the camera
+        with torch.no_grad():
+            short = params["scales"].argmin(-1)  # [N]
+        n = torch.gather(rot_c, 3, short[None, :, None, None].expand(C, N, 3, 1))[..., 0]  # [C, N, 3]
+        facing = (n * means_c).sum(-1, keepdim=True)
+        parts.append(torch.where(facing > 0, -n, n))
     if n_labels > 0:
         parts.append(F.one_hot(params["labels"].long().clamp(0, n_labels - 1), n_labels).to(rgb.dtype)[None].expand(C, -1, -1))
     if extra is not None:
@@ -118,6 +122,9 @@ def render(
     backend: str = "auto",
     eps2d: float = 0.3,
     near_plane: float = 0.01,
+    median: bool = False,
+    depth: bool = True,
+    normals: bool = True,
 ) -> RenderOutput:
     """Render Gaussians.
 
@@ -126,14 +133,19 @@ def render(
     viewmats [C,4,4] OpenCV world-to-camera, Ks [C,3,3]; background [3] or [C,3].
     mask [N] bool: render only these Gaussians (e.g. one object alone). extra [N,E] or [C,N,E].
     backend: "auto" (gsplat on CUDA tensors when usable, else CPU), "gsplat" or "cpu".
+    median: also compute RenderOutput.median_depth (else None). depth / normals: composite the expected depth /
+    the shortest-axis normals (else those fields are None: fewer channels to rasterize; the training step asks
+    only for what its losses read).
     """
     if mask is not None:
         params = {k: v[mask] for k, v in params.items()}
         if extra is not None:
             extra = extra[..., mask, :] if extra.dim() == 3 else extra[mask]
     if use_gsplat_for(backend, params["means"].device):
-        return _render_gsplat(params, viewmats, Ks, width, height, sh_degree, background, n_labels, extra, eps2d, near_plane)
-    return _render_cpu(params, viewmats, Ks, width, height, sh_degree, background, n_labels, extra, eps2d, near_plane)
+        return _render_gsplat(params, viewmats, Ks, width, height, sh_degree, background, n_labels, extra, eps2d,
+                              near_plane, median, depth, normals)
+    return _render_cpu(params, viewmats, Ks, width, height, sh_degree, background, n_labels, extra, eps2d, near_plane,
+                       median, depth, normals)
 
 
 def use_gsplat_for(backend: str, device: torch.device) -> bool:
@@ -148,17 +160,22 @@ def _meta(p: Projection, opacities: Tensor, width: int, height: int, n_cameras: 
                 backend=backend, **more)
 
 
-def _split(feat_img: Tensor, alpha: Tensor, median: Tensor, background, n_labels: int, meta) -> RenderOutput:
+def _split(feat_img: Tensor, alpha: Tensor, median: Optional[Tensor], background, n_labels: int, meta,
+           depth: bool = True, normals: bool = True) -> RenderOutput:
+    """Cut the composited features [C,H,W,D] (the layout _features made) into RenderOutput's fields."""
     rgb = feat_img[..., :3]
     if background is not None:
         bg = background.to(rgb)
         bg = bg.view(-1, 1, 1, 3) if bg.dim() == 2 else bg.view(1, 1, 1, 3)
         rgb = rgb + (1 - alpha) * bg
-    depth = feat_img[..., 3:4] / alpha.clamp(min=1e-6)
-    normals = feat_img[..., 4:7]
-    obj = feat_img[..., 7 : 7 + n_labels]
-    extra = feat_img[..., 7 + n_labels :] if feat_img.shape[-1] > 7 + n_labels else None
-    return RenderOutput(rgb, alpha, depth, median, normals, obj, extra, meta)
+    c = 3
+    d = feat_img[..., c:c + 1] / alpha.clamp(min=1e-6) if depth else None
+    c += int(depth)
+    n = feat_img[..., c:c + 3] if normals else None
+    c += 3 * int(normals)
+    obj = feat_img[..., c:c + n_labels]
+    extra = feat_img[..., c + n_labels:] if feat_img.shape[-1] > c + n_labels else None
+    return RenderOutput(rgb, alpha, d, median, n, obj, extra, meta)
 
 
 def _to_cpu(params, viewmats, Ks, extra):
@@ -176,10 +193,11 @@ def _outputs_to(out: RenderOutput, dev: torch.device) -> RenderOutput:
 
 
 def project_gaussians(params, viewmats: Tensor, Ks: Tensor, width: int, height: int, use_gsplat: bool,
-                      eps2d: float = 0.3, near_plane: float = 0.01) -> Projection:
+                      eps2d: float = 0.3, near_plane: float = 0.01, frames: bool = True) -> Projection:
     """Project all Gaussians into every camera with the chosen backend's op (ours or gsplat's
     ``fully_fused_projection``). Fields as in ``Projection``: means2d [C,N,2], conics [C,N,3], depths [C,N],
-    radii [C,N,2] int32, means_cam [C,N,3], rot_cam [C,N,3,3]."""
+    radii [C,N,2] int32, means_cam [C,N,3], rot_cam [C,N,3,3]. frames=False (gsplat only): leave means_cam
+    and rot_cam None (the visibility pass needs neither; [C,N,3,3] is 720 MB at 1M Gaussians x 20 views)."""
     means, quats, scales = params["means"], params["quats"], torch.exp(params["scales"])
     if not use_gsplat:
         return project(means, quats, scales, viewmats, Ks, width, height, eps2d=eps2d, near_plane=near_plane)
@@ -187,14 +205,53 @@ def project_gaussians(params, viewmats: Tensor, Ks: Tensor, width: int, height: 
 
     radii, means2d, depths, conics, _ = fully_fused_projection(
         means, None, quats, scales, viewmats, Ks, width, height, eps2d=eps2d, near_plane=near_plane, packed=False)
+    if not frames:
+        return Projection(means2d, conics, depths, radii.int(), None, None)
     R, t = viewmats[:, None, :3, :3], viewmats[:, None, :3, 3]
     means_c = (R @ means[None, :, :, None])[..., 0] + t
     return Projection(means2d, conics, depths, radii.int(), means_c, R @ quat_to_rotmat(quats)[None])
 
 
+def gsplat_tiles(means2d: Tensor, radii: Tensor, depths: Tensor, width: int, height: int):
+    """gsplat's tile intersection for non-packed projections: (isect_offsets [C,TH,TW] int32, flatten_ids [M]
+    int32, c*N + g), the layout gsplat's rasterizer and gs_recon's CUDA kernels read."""
+    from gsplat.cuda._wrapper import isect_offset_encode
+    from gsplat.cuda._wrapper import isect_tiles as g_isect
+
+    C = means2d.shape[0]
+    tw, th = -(-width // TILE), -(-height // TILE)
+    _, isect_ids, flatten_ids = g_isect(means2d, radii, depths, TILE, tw, th, n_images=C)
+    return isect_offset_encode(isect_ids, C, tw, th).reshape(C, th, tw), flatten_ids
+
+
+def median_depth_gsplat(means2d: Tensor, conics: Tensor, opacities: Tensor, depths: Tensor, radii: Tensor,
+                        width: int, height: int, offsets: Optional[Tensor] = None,
+                        flatten_ids: Optional[Tensor] = None) -> Tensor:
+    """Median depth [C,H,W,1] of a gsplat render (gsplat has no such mode), no gradient: gs_recon's CUDA kernel
+    (cuda_ext/median_depth.cu) on gsplat's projection and tile lists (computed here unless given); our CPU
+    traversal when the kernel cannot be built. opacities [N] or [C,N]."""
+    from ._cuda_ext import load_cuda_ext
+
+    with torch.no_grad():
+        ext = load_cuda_ext()
+        if ext is None:
+            op = opacities.detach().float()
+            op = op[None].expand(means2d.shape[0], -1) if op.dim() == 1 else op
+            return _median_cpu(means2d, radii, depths, conics, op, width, height)
+        if offsets is None or flatten_ids is None:
+            offsets, flatten_ids = gsplat_tiles(means2d, radii, depths, width, height)
+        op = opacities.detach().float()
+        if op.dim() == 2 and op.stride(0) == 0:  # gsplat's meta broadcasts [N] over the cameras
+            op = op[0]
+        med = ext.median_depth(means2d.detach().float().contiguous(), conics.detach().float().contiguous(),
+                               op.contiguous(), depths.detach().float().contiguous(),
+                               offsets.int().contiguous(), flatten_ids.int().contiguous(), width, height, TILE)
+    return med[..., None]
+
+
 def _median_cpu(means2d: Tensor, radii: Tensor, depths: Tensor, conics: Tensor, opacities: Tensor,
                 width: int, height: int) -> Tensor:
-    """Median depth [C,H,W,1] by our CPU traversal (gsplat has no such mode); no gradient."""
+    """Median depth [C,H,W,1] by our CPU traversal of a projection held anywhere (opacities [C,N]); no gradient."""
     with torch.no_grad():
         m2d, dep = means2d.detach().float().cpu(), depths.detach().float().cpu()
         tiles = isect_tiles(m2d, radii.cpu().int(), dep, width, height)
@@ -204,59 +261,60 @@ def _median_cpu(means2d: Tensor, radii: Tensor, depths: Tensor, conics: Tensor, 
 
 
 def rasterize_projected(means2d: Tensor, conics: Tensor, opacities: Tensor, features: Tensor, depths: Tensor,
-                        radii: Tensor, width: int, height: int, use_gsplat: bool):
+                        radii: Tensor, width: int, height: int, use_gsplat: bool, median: bool = False):
     """Composite per-camera features front to back with the chosen backend's op.
 
     means2d [C,N,2], conics [C,N,3], opacities [C,N], features [C,N,D], depths [C,N], radii [C,N,2].
-    Returns (render [C,H,W,D], alpha [C,H,W,1], median depth [C,H,W,1], backend meta dict)."""
+    Returns (render [C,H,W,D], alpha [C,H,W,1], median depth [C,H,W,1] or None unless `median`, backend meta
+    dict)."""
     if not use_gsplat:
         tiles = isect_tiles(means2d, radii, depths, width, height)
-        img, alpha, median = rasterize(means2d, conics, opacities, features, depths, tiles, width, height)
-        return img, alpha, median, {"tiles": tiles}
-    from gsplat.cuda._wrapper import isect_offset_encode, rasterize_to_pixels
-    from gsplat.cuda._wrapper import isect_tiles as g_isect
+        img, alpha, med = rasterize(means2d, conics, opacities, features, depths, tiles, width, height)
+        return img, alpha, (med if median else None), {"tiles": tiles}
+    from gsplat.cuda._wrapper import rasterize_to_pixels
 
-    C = means2d.shape[0]
-    tw, th = -(-width // TILE), -(-height // TILE)
-    _, isect_ids, flatten_ids = g_isect(means2d, radii, depths, TILE, tw, th, n_images=C)
-    offsets = isect_offset_encode(isect_ids, C, tw, th).reshape(C, th, tw)
+    offsets, flatten_ids = gsplat_tiles(means2d, radii, depths, width, height)
     chunks = [rasterize_to_pixels(means2d, conics, features[..., c:c + 32].contiguous(), opacities, width, height,
                                   TILE, offsets, flatten_ids) for c in range(0, features.shape[-1], 32)]
     img, alpha = torch.cat([c[0] for c in chunks], dim=-1), chunks[0][1]
-    median = _median_cpu(means2d, radii, depths, conics, opacities, width, height)
-    return img, alpha, median, {"isect_offsets": offsets, "flatten_ids": flatten_ids}
+    med = (median_depth_gsplat(means2d, conics, opacities, depths, radii, width, height, offsets, flatten_ids)
+           if median else None)
+    return img, alpha, med, {"isect_offsets": offsets, "flatten_ids": flatten_ids}
 
 
-def _render_cpu(params, viewmats, Ks, width, height, sh_degree, background, n_labels, extra, eps2d, near_plane):
+def _render_cpu(params, viewmats, Ks, width, height, sh_degree, background, n_labels, extra, eps2d, near_plane,
+                median=False, depth=True, normals=True):
     dev = params["means"].device
     if dev.type != "cpu":
         params, viewmats, Ks, extra = _to_cpu(params, viewmats, Ks, extra)
     opac = torch.sigmoid(params["opacities"])
     C = viewmats.shape[0]
     p = project_gaussians(params, viewmats, Ks, width, height, False, eps2d, near_plane)
-    feats = _features(params, p.means_cam, p.rot_cam, viewmats, sh_degree, n_labels, extra)
+    feats = _features(params, p.means_cam, p.rot_cam, viewmats, sh_degree, n_labels, extra, depth, normals)
     img, alpha, median, extra_meta = rasterize_projected(p.means2d, p.conics, opac[None].expand(C, -1), feats,
-                                                         p.depths, p.radii, width, height, False)
-    out = _split(img, alpha, median, background, n_labels, _meta(p, opac, width, height, C, "cpu", **extra_meta))
+                                                         p.depths, p.radii, width, height, False, median)
+    out = _split(img, alpha, median, background, n_labels, _meta(p, opac, width, height, C, "cpu", **extra_meta),
+                 depth, normals)
     return _outputs_to(out, dev) if dev.type != "cpu" else out
 
 
-def _render_gsplat(params, viewmats, Ks, width, height, sh_degree, background, n_labels, extra, eps2d, near_plane):
+def _render_gsplat(params, viewmats, Ks, width, height, sh_degree, background, n_labels, extra, eps2d, near_plane,
+                   median=False, depth=True, normals=True):
     from gsplat import rasterization
 
     means = params["means"]
     R, t = viewmats[:, None, :3, :3], viewmats[:, None, :3, 3]
     means_c = (R @ means[None, :, :, None])[..., 0] + t
-    rot_c = R @ quat_to_rotmat(params["quats"])[None]
-    feats = _features(params, means_c, rot_c, viewmats, sh_degree, n_labels, extra)
+    rot_c = R @ quat_to_rotmat(params["quats"])[None] if normals else None  # [C,N,3,3], for the normals only
+    feats = _features(params, means_c, rot_c, viewmats, sh_degree, n_labels, extra, depth, normals)
     img, alpha, info = rasterization(
         means, params["quats"], torch.exp(params["scales"]), torch.sigmoid(params["opacities"]), feats,
         viewmats, Ks, width, height, near_plane=near_plane, eps2d=eps2d, packed=False, tile_size=TILE,
         render_mode="RGB", rasterize_mode="classic",
     )
-    # gsplat has no median-depth mode: run our CPU traversal on gsplat's own projection (no gradient).
-    op = torch.sigmoid(params["opacities"])[None].expand(info["means2d"].shape[0], -1)
-    median = _median_cpu(info["means2d"], info["radii"], info["depths"], info["conics"], op, width, height)
+    # gsplat has no median-depth mode: gs_recon's CUDA kernel on gsplat's own projection and tiles (no gradient)
+    med = (median_depth_gsplat(info["means2d"], info["conics"], info["opacities"], info["depths"], info["radii"],
+                               width, height, info["isect_offsets"], info["flatten_ids"]) if median else None)
     info = dict(info)
     info.update(n_cameras=viewmats.shape[0], backend="gsplat", tile_size=TILE)
-    return _split(img, alpha, median, background, n_labels, info)
+    return _split(img, alpha, med, background, n_labels, info, depth, normals)

@@ -141,6 +141,19 @@ class PriorStages:
         with torch.no_grad():
             p["visibility"].data.copy_(self.vis_grid.query(p["means"], p["labels"]).to(p["visibility"]))
 
+    def _index(self, oid: int) -> Tensor:
+        """Indices [n] of object oid's Gaussians, cached for the stage (the prior stages neither add nor remove
+        Gaussians, and a boolean-mask gather would wait for the GPU on every step)."""
+        cache = self.__dict__.setdefault("_idx_cache", {})
+        if oid not in cache:
+            cache[oid] = (self.tr.params["labels"] == oid).nonzero()[:, 0]
+        return cache[oid]
+
+    def _clear_caches(self) -> None:
+        """A stage starts: object indices and boxes are measured again."""
+        self.__dict__.pop("_idx_cache", None)
+        self.__dict__.pop("_box_cache", None)
+
     def _object_gaussians(self, oid: int):
         """Centres [n,3] and largest axis [n] of object oid's Gaussians with opacity > 0.1 (all of them when
         fewer than 11 are that opaque)."""
@@ -154,6 +167,14 @@ class PriorStages:
         return pts, size
 
     def _box(self, oid: int):
+        """The object's box (2-98% quantiles of its opaque centres), measured once per stage: its cameras look at
+        a fixed box, as DP-Recon's do (and no per-step quantile and host copy)."""
+        cache = self.__dict__.setdefault("_box_cache", {})
+        if oid not in cache:
+            cache[oid] = self._measure_box(oid)
+        return cache[oid]
+
+    def _measure_box(self, oid: int):
         pts, _ = self._object_gaussians(oid)
         q = torch.tensor([0.02, 0.98], device=pts.device)
         lo, hi = torch.quantile(pts, q[0], dim=0), torch.quantile(pts, q[1], dim=0)
@@ -173,9 +194,9 @@ class PriorStages:
         positions, composited) as the extra channel. With cfg.gaussian_gate > 0, Gaussians whose v reaches
         the gate pass no SDS gradient (a binary gate; the weighting itself is per pixel)."""
         p = self.tr.params
-        m = p["labels"] == oid
-        sub = {k: v[m] for k, v in p.items()}
-        v = self.vis_grid.query(sub["means"], sub["labels"])
+        idx = self._index(oid)
+        sub = {k: v.index_select(0, idx) for k, v in p.items()}
+        v = self.vis_grid.query_label(sub["means"], oid)
         if self.cfg.gaussian_gate > 0:
             sub = scale_gaussian_grads(sub, (v < self.cfg.gaussian_gate).float(), self.tr.trainable)
         dev = self.tr.device
@@ -223,7 +244,14 @@ class PriorStages:
         gives the smallest horizontal box (a box-shaped object's faces). Extents are the 2-98% quantiles of
         the centres padded by 3 median Gaussian sizes (the centres of a surface's Gaussians sit inside it:
         a 0.40 m ball's span 0.32 m). Known bias: the visual hull leaves never-seen Gaussians below the
-        floor, so the vertical extent is too large (0.49 m for a 0.35 m box in the benchmark scenes)."""
+        floor, so the vertical extent is too large (0.49 m for a 0.35 m box in the benchmark scenes).
+        Measured once per stage, like _box."""
+        cache = self.__dict__.setdefault("_box_cache", {})
+        if ("upright", oid) not in cache:
+            cache[("upright", oid)] = self._measure_upright_box(oid)
+        return cache[("upright", oid)]
+
+    def _measure_upright_box(self, oid: int):
         import math
 
         from ..guidance.cameras import _basis
@@ -273,6 +301,7 @@ class PriorStages:
         else:
             tr.set_trainable(keys)
         self.refresh_visibility()
+        self._clear_caches()
         tr.fit(start + iters, progress=progress, ckpt_path=ckpt_path, stage=label,
                step_fn=lambda gen: tr.train_step(gen, extra_losses=lambda: sds((tr.step - start) / max(1, iters)),
                                                  densify=False, rgb_weight=rgb_weight))

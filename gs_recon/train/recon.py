@@ -16,7 +16,7 @@ from torch import Tensor
 
 from ..config import Config
 from ..data.scene import Scene
-from ..eval.metrics import psnr, ssim
+from ..eval.metrics import psnr, psnr_tensor, ssim
 from ..gaussians.init import initial_points
 from ..gaussians.model import PARAM_KEYS, create_params
 from ..losses import depth_prior_loss, mask_loss, normal_prior_loss, rgb_loss, scale_reg
@@ -31,6 +31,20 @@ from .checkpoint import (
 )
 
 log = logging.getLogger("gs_recon")
+
+
+def _take(t: Tensor, idx: List[int]) -> Tensor:
+    """t[idx] along dim 0 without a host-to-device index copy for the usual one-view batch (a view)."""
+    if len(idx) == 1:
+        return t[idx[0]:idx[0] + 1]
+    return t[torch.tensor(idx, device=t.device)]
+
+
+def metrics_to_floats(pending: List[Dict]) -> List[Dict[str, float]]:
+    """Steps' metrics (0-d tensors or floats) -> floats, with one device-to-host transfer for all of them."""
+    vals = [v for m in pending for v in m.values() if isinstance(v, Tensor)]
+    flat = iter(torch.stack([v.float() for v in vals]).tolist() if vals else [])
+    return [{k: (next(flat) if isinstance(v, Tensor) else float(v)) for k, v in m.items()} for m in pending]
 
 
 def pick_device(name: str) -> torch.device:
@@ -67,8 +81,13 @@ class Trainer:
         self._gen: Optional[torch.Generator] = None  # fit()'s view sampler while it runs (checkpointed)
         self._gen_resume: Optional[Tensor] = None  # a loaded sampler state the next fit() continues from
         self.extra: Dict[str, Dict[str, Tensor]] = {}  # checkpointed state of later stages (visibility grid)
+        # everything a step reads, resident on the training device (no host-to-device copy per step)
         self.gt = scene.images.to(self.device)
         self.bg = scene.background_color.to(self.device)
+        self.viewmats, self.Ks = scene.viewmats.to(self.device), scene.Ks.to(self.device)
+        on_dev = lambda x: x.to(self.device) if x is not None else None  # noqa: E731
+        self.instance, self.depth_prior, self.normal_prior = (
+            on_dev(scene.instance), on_dev(scene.depth_prior), on_dev(scene.normal_prior))
         self.history: List[Dict[str, float]] = []
         # called as monitor(trainer, stage, metrics, total) after every step of fit() (the live viewer)
         self.monitor: Optional[Callable[["Trainer", str, Dict[str, float], int], None]] = None
@@ -78,8 +97,10 @@ class Trainer:
         t = self.cfg.train
         lrs = {"means": t.lr_means * self.scene_scale, "scales": t.lr_scales, "quats": t.lr_quats,
                "opacities": t.lr_opacities, "sh0": t.lr_sh0, "shN": t.lr_shN}
+        fused = self.device.type == "cuda"  # one kernel per parameter instead of a chain of elementwise ops
         self.optimizers = {
-            k: torch.optim.Adam([{"params": self.params[k], "lr": lrs[k], "name": k}], eps=1e-15) for k in PARAM_KEYS
+            k: torch.optim.Adam([{"params": self.params[k], "lr": lrs[k], "name": k}], eps=1e-15, fused=fused)
+            for k in PARAM_KEYS
         }
         gamma = 0.01 ** (1.0 / max(1, t.iterations))  # 3DGS: means lr decays to 1% over training
         self.schedulers = [torch.optim.lr_scheduler.ExponentialLR(self.optimizers["means"], gamma=gamma)]
@@ -119,10 +140,11 @@ class Trainer:
         return min(m.sh_degree, self.step // max(1, m.sh_degree_interval))
 
     def render_views(self, idx: List[int], mask: Optional[Tensor] = None, sh_degree: Optional[int] = None,
-                     extra: Optional[Tensor] = None) -> RenderOutput:
+                     extra: Optional[Tensor] = None, depth: bool = True, normals: bool = True) -> RenderOutput:
+        """Render training views idx; depth / normals as in render() (the step asks only for what it reads)."""
         s = self.scene
         sh = self.sh_degree_now() if sh_degree is None else sh_degree
-        vm, K = s.viewmats[idx].to(self.device), s.Ks[idx].to(self.device)
+        vm, K = _take(self.viewmats, idx), _take(self.Ks, idx)
         if self.sharded:  # every rank renders its own views with all ranks' Gaussians
             from ..render.sharded import render_sharded
 
@@ -130,41 +152,56 @@ class Trainer:
             return render_sharded(self.params, vm, K, s.width, s.height, sh_degree=sh, background=self.bg,
                                   n_labels=s.n_labels, backend=self.cfg.train.backend)
         return render(self.params, vm, K, s.width, s.height, sh_degree=sh, background=self.bg,
-                      n_labels=s.n_labels, mask=mask, extra=extra, backend=self.cfg.train.backend)
+                      n_labels=s.n_labels, mask=mask, extra=extra, backend=self.cfg.train.backend, depth=depth,
+                      normals=normals)
 
     # ------------------------------------------------------------------ losses
+    def _needs(self):
+        """(depth, normals): the feature channels the reconstruction losses read."""
+        t = self.cfg.train
+        return (self.depth_prior is not None and t.depth_lambda > 0,
+                self.normal_prior is not None and t.normal_lambda > 0)
+
     def recon_loss(self, idx: List[int], out: RenderOutput) -> Dict[str, Tensor]:
-        t, s = self.cfg.train, self.scene
-        gt = self.gt[idx]
+        t = self.cfg.train
+        gt = _take(self.gt, idx)
         losses = {"rgb": rgb_loss(out.rgb, gt, t.ssim_lambda)}
-        if s.instance is not None and t.mask_lambda > 0:
-            losses["mask"] = t.mask_lambda * mask_loss(out.object_alpha, s.instance[idx].to(self.device))
+        if self.instance is not None and t.mask_lambda > 0:
+            losses["mask"] = t.mask_lambda * mask_loss(out.object_alpha, _take(self.instance, idx))
+        use_depth, use_normals = self._needs()
         fg = out.alpha[..., 0] > 0.5
-        if s.depth_prior is not None and t.depth_lambda > 0:
-            losses["depth"] = t.depth_lambda * depth_prior_loss(out.depth[..., 0], s.depth_prior[idx].to(self.device), fg)
-        if s.normal_prior is not None and t.normal_lambda > 0:
-            losses["normal"] = t.normal_lambda * normal_prior_loss(out.normals, s.normal_prior[idx].to(self.device), fg)
+        if use_depth:
+            losses["depth"] = t.depth_lambda * depth_prior_loss(out.depth[..., 0], _take(self.depth_prior, idx), fg)
+        if use_normals:
+            losses["normal"] = t.normal_lambda * normal_prior_loss(out.normals, _take(self.normal_prior, idx), fg)
         if t.scale_reg_lambda > 0:
             losses["scale"] = t.scale_reg_lambda * scale_reg(self.params["scales"], t.scale_reg_max * self.scene_scale)
         return losses
 
     # ------------------------------------------------------------------ step
     def train_step(self, gen: torch.Generator, extra_losses: Optional[Callable[[], Dict[str, Tensor]]] = None,
-                   densify: bool = True, rgb_weight: float = 1.0) -> Dict[str, float]:
+                   densify: bool = True, rgb_weight: float = 1.0) -> Dict[str, Tensor]:
         """One step: reconstruction losses on a random training view, plus `extra_losses()` (the prior
         stages' SDS terms), backward, optimizer steps for the trainable keys, and (when `densify`)
-        gsplat's densification. A non-finite loss skips the step.
+        gsplat's densification. A non-finite loss or gradient skips the step.
+
+        Returns the step's metrics (loss, psnr and each loss term) as 0-d tensors on the training device:
+        nothing here waits for the GPU except one combined finite check (loss and every gradient in one
+        flag). fit() turns them into floats on logging steps. Parameters that the update made non-finite
+        are caught by the next step's check (their loss is non-finite) or before the next good snapshot,
+        and the last good state is restored.
 
         When ranks communicate in the step (sharded stage 1, data-parallel prior stages) the skip/restore
         decisions are collective: one rank's bad step is every rank's, so none waits in a collective
         the others skipped."""
         from .. import dist
 
-        t, s = self.cfg.train, self.scene
+        t = self.cfg.train
         together = self.sharded or (not densify and dist.active())
-        tr = s.train_idx
+        tr = self.scene.train_idx
         idx = [tr[int(i)] for i in torch.randint(0, len(tr), (min(t.batch_size, len(tr)),), generator=gen)]
-        out = self.render_views(idx)
+        depth, normals = self._needs()
+        out = self.render_views(idx, depth=depth, normals=normals)
         if densify:
             self.strategy.step_pre_backward(self.params, self.optimizers, self.strategy_state, self.step, out.meta)
         losses = self.recon_loss(idx, out)
@@ -172,23 +209,20 @@ class Trainer:
         if extra_losses is not None:
             losses.update(extra_losses())
         loss = sum(losses.values())
-        if dist.any_rank(not torch.isfinite(loss), together):
-            return self._skip("non-finite loss" + (" on another rank" if torch.isfinite(loss) else ""))
         loss.backward()
         if not densify:  # prior stages: data-parallel across ranks (a no-op in a single process)
             dist.average_grads([self.params[k] for k in sorted(self.trainable)])
-        bad = [k for k in self.trainable if self.params[k].grad is not None and not torch.isfinite(self.params[k].grad).all()]
-        if dist.any_rank(bool(bad), together):
+        grads = {k: self.params[k].grad for k in sorted(self.trainable) if self.params[k].grad is not None}
+        ok = torch.stack([torch.isfinite(loss).all()] + [torch.isfinite(g).all() for g in grads.values()]).all()
+        if dist.any_rank(not bool(ok), together):  # the step's one host sync
+            if not torch.isfinite(loss):
+                return self._skip("non-finite loss")
+            bad = [k for k, g in grads.items() if not torch.isfinite(g).all()]
             return self._skip(f"non-finite gradient in {', '.join(bad) or 'another rank'}")
         for k, o in self.optimizers.items():
             if k in self.trainable:
                 o.step()
             o.zero_grad(set_to_none=True)
-        bad = [k for k in self.trainable if not torch.isfinite(self.params[k]).all()]
-        if bad:  # local: a shard or an identical data-parallel copy goes back on its own
-            self._restore_good(f"non-finite parameters in {', '.join(bad)} after the update")
-            self.step += 1
-            return {"loss": float("nan")}
         if densify:
             for sch in self.schedulers:
                 sch.step()
@@ -197,12 +231,17 @@ class Trainer:
             self._enforce_cap()
         self.step += 1
         if self.step % self.GOOD_EVERY == 0:
+            bad = [k for k in self.trainable if not torch.isfinite(self.params[k]).all()]
+            if bad:  # local: a shard or an identical data-parallel copy goes back on its own
+                self._restore_good(f"non-finite parameters in {', '.join(bad)} after the update")
+                return {"loss": float("nan")}
             self._good = copy.deepcopy(self.state_dict())  # deep: state_dict() shares storage on CPU
         with torch.no_grad():
-            p = psnr(out.rgb.detach(), self.gt[idx])
-        return {"loss": float(loss.detach()), "psnr": p, **{k: float(v.detach()) for k, v in losses.items()}}
+            p = psnr_tensor(out.rgb.detach(), _take(self.gt, idx))
+        return {"loss": loss.detach(), "psnr": p, **{k: v.detach() for k, v in losses.items()}}
 
     GOOD_EVERY = 50  # steps between in-memory snapshots of the last good state (NaN guard)
+    LOG_EVERY = 10  # steps between reads of the metrics (progress bar, history): the only other host syncs
 
     def _skip(self, why: str) -> Dict[str, float]:
         """NaN guard, first line: drop this step's gradients, change nothing, log it."""
@@ -264,15 +303,20 @@ class Trainer:
         self._gen = gen
         every = self.cfg.train.checkpoint_every
         t0, s0 = time.time(), self.step
+        pending: List[Dict] = []  # this stretch's metrics, still on the device: read every LOG_EVERY steps
         with make_progress(stage, progress) as bar:
             task = bar.add_task(stage, total=total, completed=self.step, info="")
             try:
                 while self.step < total:
-                    m = (step_fn or self.train_step)(gen)
-                    self.history.append(m)
+                    pending.append((step_fn or self.train_step)(gen))
+                    log_now = self.step % self.LOG_EVERY == 0 or self.step == total
+                    if log_now:
+                        self.history.extend(metrics_to_floats(pending))
+                        pending.clear()
+                    m = self.history[-1] if log_now else pending[-1]
                     if self.monitor is not None:  # the live viewer (gs_recon/viewer/live.py)
                         self.monitor(self, stage, m, total)
-                    if self.step % 10 == 0 or self.step == total:
+                    if log_now:
                         rate = (self.step - s0) / max(time.time() - t0, 1e-6)
                         info = (f"loss {m['loss']:.4f}  PSNR {m.get('psnr', float('nan')):5.2f}  "
                                 + "".join(f"{k} {m[k]:.3g}  " for k in ("sds_geo", "sds_app") if k in m)
@@ -285,6 +329,7 @@ class Trainer:
                 self._interrupted_save(ckpt_path)
                 raise
             finally:
+                self.history.extend(metrics_to_floats(pending))
                 self._gen = None
 
     def _interrupted_save(self, ckpt_path: Optional[Path]) -> None:
