@@ -20,6 +20,7 @@ only, same camera size), and prints each step / that floor.
     python tools/bench_train.py                                 # 128x96 and 512x384, 20k and 200k Gaussians
     python tools/bench_train.py --sizes 128x96 --counts 20000 --steps 20 --warmup 5   # a quick CPU run
     python tools/bench_train.py --json out.json                 # also write the figures as JSON
+    python tools/bench_train.py --sizes 512x384 --counts 20000 --no-prior --profile 50   # where a step's time goes
 """
 from __future__ import annotations
 
@@ -97,7 +98,7 @@ def gsplat_floor(tr, steps: int, warmup: int) -> float:
 
     s, p = tr.scene, tr.params
     leaves = {k: p[k].detach().clone().requires_grad_(True) for k in ("means", "quats", "scales", "opacities", "sh0")}
-    vm, K = tr.viewmats[:1], tr.Ks[:1]
+    vm, K = tr.scene.viewmats[:1].to(tr.device), tr.scene.Ks[:1].to(tr.device)
 
     def once():
         img, _, _ = rasterization(leaves["means"], leaves["quats"], torch.exp(leaves["scales"]),
@@ -115,7 +116,36 @@ def gsplat_floor(tr, steps: int, warmup: int) -> float:
     return (time.perf_counter() - t0) * 1000 / steps
 
 
-def run_case(work: Path, width: int, height: int, n: int, steps: int, warmup: int, prior: bool):
+def profile_steps(tr, steps: int) -> None:
+    """Where a reconstruction step's time goes: Python functions (cProfile, cumulative, per step) and torch ops
+    (torch.profiler, self CPU time; CUDA kernel time alongside on a GPU)."""
+    import cProfile
+    import io
+    import pstats
+
+    from torch.profiler import ProfilerActivity, profile
+
+    pr = cProfile.Profile()
+    _sync(tr.device)
+    pr.enable()
+    tr.fit(tr.step + steps, progress=False)
+    _sync(tr.device)
+    pr.disable()
+    buf = io.StringIO()
+    pstats.Stats(pr, stream=buf).sort_stats("cumulative").print_stats(40)
+    print(f"\n== cProfile, {steps} reconstruction steps (cumulative seconds over all steps)\n" + buf.getvalue())
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if tr.device.type == "cuda" else [])
+    with profile(activities=acts) as prof:
+        tr.fit(tr.step + steps, progress=False)
+        _sync(tr.device)
+    print(f"== torch.profiler, {steps} reconstruction steps")
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=30))
+    if tr.device.type == "cuda":
+        print(prof.key_averages().table(sort_by="self_cuda_time_total", row_limit=15))
+
+
+def run_case(work: Path, width: int, height: int, n: int, steps: int, warmup: int, prior: bool,
+             profile: int = 0):
     from gs_recon.guidance.sd import load_guidance
     from gs_recon.train.prior import APPEARANCE_KEYS, GEOMETRY_KEYS, PriorStages
     from gs_recon.train.recon import Trainer
@@ -125,6 +155,8 @@ def run_case(work: Path, width: int, height: int, n: int, steps: int, warmup: in
     fixed_gaussians(tr, n)
     row = {"size": f"{width}x{height}", "gaussians": n,
            "reconstruction_ms": time_steps(tr, steps, warmup, "reconstruction")}
+    if profile:
+        profile_steps(tr, profile)
     if prior:
         g = load_guidance(cfg.prior.model, cfg.prior.guidance_scale, device=tr.device)
         ps = PriorStages(tr, g, cfg.prior)
@@ -132,7 +164,7 @@ def run_case(work: Path, width: int, height: int, n: int, steps: int, warmup: in
         for label, keys, sds, key in (("geometry prior", GEOMETRY_KEYS, ps.geometry_sds, "geometry_ms"),
                                       ("appearance prior", APPEARANCE_KEYS, ps.appearance_sds, "appearance_ms")):
             tr.start_stage(keys, {"means": cfg.prior.lr_means * tr.scene_scale})
-            ps._clear_caches()
+            getattr(ps, "_clear_caches", lambda: None)()  # (older gs_recon: a baseline run has none)
             fn = (lambda s: lambda gen: tr.train_step(gen, extra_losses=lambda: s(0.5), densify=False))(sds)
             row[key] = time_steps(tr, steps, warmup, label, fn)
         tr.set_trainable(tuple(tr.optimizers))
@@ -151,6 +183,8 @@ def main(argv=None) -> int:
     ap.add_argument("--no-prior", action="store_true", help="reconstruction only")
     ap.add_argument("--work", type=Path, default=None, help="folder for the generated scenes (default: a temp dir)")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--profile", type=int, default=0, metavar="STEPS",
+                    help="also profile this many reconstruction steps of the first case (cProfile + torch.profiler)")
     a = ap.parse_args(argv)
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     what = (torch.cuda.get_device_name() if dev.type == "cuda" else f"{platform.machine()}, {torch.get_num_threads()} threads")
@@ -162,7 +196,7 @@ def main(argv=None) -> int:
             w, h = (int(x) for x in size.lower().split("x"))
             for n in a.counts:
                 t0 = time.time()
-                r = run_case(work, w, h, n, a.steps, a.warmup, not a.no_prior)
+                r = run_case(work, w, h, n, a.steps, a.warmup, not a.no_prior, a.profile if not rows else 0)
                 rows.append(r)
                 print("  " + "  ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in r.items())
                       + f"  ({time.time() - t0:.0f} s)", flush=True)

@@ -83,15 +83,23 @@ def gsplat_available() -> bool:
 
 def _features(params, means_c: Tensor, rot_c: Tensor, viewmats: Tensor, sh_degree: int, n_labels: int,
               extra: Optional[Tensor], depth: bool = True, normals: bool = True) -> Tensor:
-    """Per-camera features [C, N, 3 + (1 if depth) + (3 if normals) + L + E]."""
-    C, N = means_c.shape[:2]
+    """Per-camera features [C, N, 3 + (1 if depth) + (3 if normals) + L + E]. means_c [C,N,3] is read only for
+    depth and normals, rot_c [C,N,3,3] only for normals (either may be None otherwise)."""
+    C, N = viewmats.shape[0], params["means"].shape[0]
     coeffs = torch.cat([params["sh0"], params["shN"]], dim=1) if params["shN"].shape[1] > 0 else params["sh0"]
     if sh_degree > 0:
         campos = -(viewmats[:, :3, :3].transpose(1, 2) @ viewmats[:, :3, 3:])[..., 0]  # [C, 3]
         dirs = params["means"][None] - campos[:, None]  # [C, N, 3]
-        rgb = eval_sh(sh_degree, coeffs[None].expand(C, -1, -1, -1), dirs)
+        K = (sh_degree + 1) ** 2
+        if dirs.is_cuda and gsplat_available():  # gsplat's fused SH kernel (forward and backward)
+            from gsplat.cuda._wrapper import spherical_harmonics
+
+            rgb = torch.clamp_min(spherical_harmonics(sh_degree, dirs, coeffs[None, :, :K].expand(C, -1, -1, -1))
+                                  + 0.5, 0.0)
+        else:  # the same maths in torch (~80 elementwise ops at degree 3)
+            rgb = eval_sh(sh_degree, coeffs[None].expand(C, -1, -1, -1), dirs)
     else:
-        rgb = eval_sh(0, coeffs[None, :, :1].expand(C, -1, -1, -1), means_c)
+        rgb = eval_sh(0, coeffs[None, :, :1].expand(C, N, -1, -1), params["means"][None].expand(C, -1, -1))
     parts = [rgb]
     if depth:
         parts.append(means_c[..., 2:3])
@@ -304,7 +312,7 @@ def _render_gsplat(params, viewmats, Ks, width, height, sh_degree, background, n
 
     means = params["means"]
     R, t = viewmats[:, None, :3, :3], viewmats[:, None, :3, 3]
-    means_c = (R @ means[None, :, :, None])[..., 0] + t
+    means_c = (R @ means[None, :, :, None])[..., 0] + t if (depth or normals) else None  # [C,N,3]
     rot_c = R @ quat_to_rotmat(params["quats"])[None] if normals else None  # [C,N,3,3], for the normals only
     feats = _features(params, means_c, rot_c, viewmats, sh_degree, n_labels, extra, depth, normals)
     img, alpha, info = rasterization(

@@ -213,7 +213,9 @@ class Trainer:
         if not densify:  # prior stages: data-parallel across ranks (a no-op in a single process)
             dist.average_grads([self.params[k] for k in sorted(self.trainable)])
         grads = {k: self.params[k].grad for k in sorted(self.trainable) if self.params[k].grad is not None}
-        ok = torch.stack([torch.isfinite(loss).all()] + [torch.isfinite(g).all() for g in grads.values()]).all()
+        # one flag for the loss and every gradient: a NaN or Inf anywhere makes its norm non-finite
+        norms = torch._foreach_norm(list(grads.values())) if grads else []
+        ok = torch.isfinite(torch.stack([loss.detach().float()] + [n.float() for n in norms])).all()
         if dist.any_rank(not bool(ok), together):  # the step's one host sync
             if not torch.isfinite(loss):
                 return self._skip("non-finite loss")
