@@ -231,7 +231,7 @@ def test_gsplat_matches_cpu_backend():
     params = dict(params, shN=torch.nn.Parameter(0.3 * torch.randn(5000, 15, 3, generator=g)))
     cpu = render(params, vm, K, 96, 96, sh_degree=3, backend="cpu", depth=False, normals=False)
     cpu.rgb.sum().backward()
-    pc = {k: torch.nn.Parameter(v.detach().cuda()) for k, v in params.items()}
+    pc = {k: (torch.nn.Parameter(v.detach().cuda()) if v.is_floating_point() else v.cuda()) for k, v in params.items()}
     gs = render(pc, vm.cuda(), K.cuda(), 96, 96, sh_degree=3, backend="gsplat", depth=False, normals=False)
     gs.rgb.sum().backward()
     assert (gs.rgb.detach().cpu() - cpu.rgb.detach()).abs().max() < 2e-3
