@@ -20,10 +20,10 @@ COMMANDS = {
     "view": ("view", "browse a run in the browser (viser): toggle, move and save objects"),
     "make-scene": ("make_scene", "write a synthetic multi-object scene with ground truth"),
     "pose": ("pose", "estimate camera poses for a folder of photos (pycolmap SfM) into sparse/0"),
-    "bench": (None, "run a benchmark script from a source checkout: render, visibility, mesh, texture, viewer, prior, synthetic"),
+    "bench": (None, "run a benchmark script from a source checkout: render, visibility, train, mesh, texture, viewer, prior, synthetic"),
 }
-BENCHES = {"render": "bench_render.py", "visibility": "bench_visibility.py", "mesh": "bench_mesh.py",
-           "texture": "bench_texture.py", "viewer": "bench_viewer.py",
+BENCHES = {"render": "bench_render.py", "visibility": "bench_visibility.py", "train": "bench_train.py",
+           "mesh": "bench_mesh.py", "texture": "bench_texture.py", "viewer": "bench_viewer.py",
            "prior": "bench_prior.py", "synthetic": "benchmark_synthetic.py"}
 
 
