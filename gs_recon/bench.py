@@ -24,3 +24,21 @@ def random_scene(n: int, size: int, seed: int = 0, n_labels: int = 1):
     f = size * 1.2
     Ks = torch.tensor([[[f, 0, size / 2], [0, f, size / 2], [0, 0, 1.0]]])
     return params, vm, Ks
+
+
+def write_doc_section(doc, name: str, md: str) -> None:
+    """Put `md` between <!-- NAME:begin --> and <!-- NAME:end --> in the markdown file `doc` (replacing what is
+    there, else appended), atomically; the markers are part of md."""
+    from pathlib import Path
+
+    from .io_utils import atomic_path
+
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    doc = Path(doc)
+    text = doc.read_text() if doc.exists() else "# Benchmarks\n"
+    if begin in text:
+        text = text[: text.index(begin)] + md + text[text.index(end) + len(end):]
+    else:
+        text = text.rstrip() + "\n\n" + md + "\n"
+    with atomic_path(doc) as tmp:
+        tmp.write_text(text)

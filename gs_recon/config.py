@@ -167,6 +167,22 @@ class PriorConfig:
 
 
 @dataclass
+class BackgroundConfig:
+    # model-free room completion after stage 1 (gs_recon/train/room.py): the background's floor, walls and
+    # ceiling found as planes (RANSAC), seen Gaussians snapped onto them, the unseen rest of the room filled
+    # with flat Gaussians coloured by inpainting the photos' colours. auto: on when the background has a
+    # floor (>= 10% of its opaque Gaussians) and a wall (>= 5%); on / off force it. Off by default: on the
+    # background benchmark it lowers the 360-degree test PSNR (docs/BENCHMARKS.md, "Background benchmark")
+    completion: Literal["auto", "on", "off"] = "off"
+    # move seen background Gaussians onto their plane and flatten them along its normal: raises the background
+    # mesh's F-score but costs 2 dB of 360-degree test PSNR on the background benchmark, so off by default
+    snap_seen: bool = False
+    grid: int = 64  # completion cells along the room's longest horizontal side
+    plane_thresh: float = 0.03  # RANSAC inlier distance, as a fraction of the background's median distance to the cameras
+    mesh_views: int = 8  # horizontal directions of the inward views that mesh a completed room (+ up and down)
+
+
+@dataclass
 class ViewerConfig:
     # serve the live viewer (viser) while training: the splats refresh as they train, the panel shows the
     # stage, step, loss and PSNR; when training ends the finished-run viewer takes over (README: overhead)
@@ -186,6 +202,7 @@ class Config:
     mesh: MeshConfig = field(default_factory=MeshConfig)
     prior: PriorConfig = field(default_factory=PriorConfig)
     viewer: ViewerConfig = field(default_factory=ViewerConfig)
+    background: BackgroundConfig = field(default_factory=BackgroundConfig)
     guidance: Literal["none", "sd"] = "none"  # sd: add the diffusion-prior stages (docs/PRIOR.md); none: reconstruction only
 
     def to_dict(self) -> Dict[str, Any]:

@@ -107,6 +107,14 @@ def _train_and_write(scene_dir, scene, cfg: Config, out: Path, trainer, guidance
             trainer.unshard()  # from here on every rank holds the whole scene
             log.warning("rank %d of %d: stage 1 trained a block of %d Gaussians; %d in all", dist.rank(),
                         dist.world(), n_block, trainer.params["means"].shape[0])
+        if "room" not in trainer.extra:  # once, at the end of stage 1 (a resumed run keeps the checkpoint's)
+            from .train.room import complete_room
+
+            t1 = time.time()
+            trainer.extra["room"] = complete_room(trainer.params, scene, cfg.background)
+            if trainer.extra["room"].get("added"):
+                trainer.gaussians_replaced()
+            timings["room_s"] = time.time() - t1
         trainer.save(ckpt)
     dist.barrier()
     if not main and not sharded:
@@ -144,7 +152,8 @@ def _train_and_write(scene_dir, scene, cfg: Config, out: Path, trainer, guidance
         if live is not None:
             live.finish("training done; **extracting meshes**")
         t0 = time.time()
-        meshes = extract_meshes(trainer.params, scene, out, cfg.mesh, progress=progress)
+        meshes = extract_meshes(trainer.params, scene, out, cfg.mesh, progress=progress,
+                                room=trainer.extra.get("room"), room_views=cfg.background.mesh_views)
         timings["mesh_s"] = time.time() - t0
     timings["total_s"] = time.time() - t_start
     if live is not None:
@@ -179,6 +188,8 @@ def _train_and_write(scene_dir, scene, cfg: Config, out: Path, trainer, guidance
         "metrics": metrics,
         "timings": timings,
         "steps": trainer.step,
+        # model-free room completion (train/room.py): planes, the room's box (internal frame), counts
+        **({"room": trainer.extra["room"]} if "room" in trainer.extra else {}),
     }
     write_manifest(out, manifest)
     manifest["out_dir"] = str(out)

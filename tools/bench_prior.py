@@ -193,18 +193,10 @@ def main(argv=None) -> int:
     if a.quick:
         print(f"quick run: {total:.0f} s")
         return 0
-    md = table(rows, a, total)
-    from gs_recon.io_utils import atomic_path
+    from gs_recon.bench import write_doc_section
 
-    doc = Path(a.out)
-    text = doc.read_text() if doc.exists() else "# Benchmarks\n"
-    if BEGIN in text:
-        text = text[: text.index(BEGIN)] + md + text[text.index(END) + len(END):]
-    else:
-        text = text.rstrip() + "\n\n" + md + "\n"
-    with atomic_path(doc) as tmp:
-        tmp.write_text(text)
-    print(f"wrote {doc} ({total / 60:.1f} min)")
+    write_doc_section(a.out, "prior-benchmark", table(rows, a, total))
+    print(f"wrote {a.out} ({total / 60:.1f} min)")
     return 0
 
 

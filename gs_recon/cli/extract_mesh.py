@@ -38,7 +38,8 @@ def main(argv=None) -> int:
         objs = parse_ids(a.objects, run.scene)
         t0 = time.time()
         entries = extract_meshes(run.params, run.scene, run.path, run.cfg.mesh, objects=objs,
-                                 progress=not a.no_progress)
+                                 progress=not a.no_progress, room=run.manifest.get("room"),
+                                 room_views=run.cfg.background.mesh_views)
         if objs is None:
             run.manifest["meshes"] = entries
         else:  # replace only the re-extracted objects' entries

@@ -48,15 +48,38 @@ def orbit_cameras(lo: np.ndarray, hi: np.ndarray, up: np.ndarray, n: int, W: int
 
 
 @torch.no_grad()
+def room_cameras(room: Dict, n: int, W: int, H: int):
+    """Inward views of a completed room (train/room.py's box): from its centre at mid-height, n horizontal
+    directions plus straight down and up, 90-degree vertical FoV, so every face is seen. -> viewmats [n+2,4,4]
+    (internal frame), Ks [n+2,3,3]."""
+    from ..cameras import look_at
+
+    box = room["box"]
+    o, ax, size = (np.asarray(box[k], dtype=np.float64) for k in ("origin", "axes", "size"))
+    a, b, up = ax
+    c = o + a * size[0] / 2 + b * size[1] / 2 + up * size[2] / 2
+    f = 0.5 * H / math.tan(math.radians(45))
+    vms = []
+    for i in range(n):
+        az = 2 * math.pi * i / n
+        vms.append(look_at(tuple(c), tuple(c + math.cos(az) * a + math.sin(az) * b), up=tuple(up)))
+    for d, ref in ((-up, a), (up, a)):  # floor and ceiling: the "up" of these views is a horizontal axis
+        vms.append(look_at(tuple(c), tuple(c + d), up=tuple(ref)))
+    K = torch.tensor([[f, 0, W / 2], [0, f, H / 2], [0, 0, 1.0]])
+    return torch.stack(vms).float(), K[None].repeat(len(vms), 1, 1)
+
+
 def mesh_for(params, mask: torch.Tensor, scene, cfg: MeshConfig, resolution: int, is_object: bool = True,
-             sh_degree: int = 0, keep_fraction: float = 0.5, keep_views: Optional[list] = None):
+             sh_degree: int = 0, keep_fraction: float = 0.5, keep_views: Optional[list] = None,
+             extra_views=None):
     """TSDF mesh (internal frame) of the Gaussians selected by mask [N] bool, or None.
     keep_views: a list that receives the fused renders as (viewmat [4,4], K [3,3], rgb [H,W,3], depth [H,W]
     with 0 = not covered), for baking a texture from the same views.
 
     is_object: add orbit views around the box; with cfg.object_mode "closed" also carve free space
     through the silhouettes and close the surface (a watertight solid), with "open" fuse only what the
-    Gaussians render; otherwise (background) training views only, open surface."""
+    Gaussians render; otherwise (background) training views only, open surface, plus extra_views (viewmats
+    [V,4,4], Ks [V,3,3]: a completed room's inward views) when given."""
     if cfg.object_mode not in ("closed", "open"):
         raise SceneError(f"--mesh.object_mode {cfg.object_mode}: unknown; use closed or open")
     carve = is_object and cfg.object_mode == "closed"
@@ -77,6 +100,8 @@ def mesh_for(params, mask: torch.Tensor, scene, cfg: MeshConfig, resolution: int
     if is_object and cfg.orbit_views > 0:
         ov, oK = orbit_cameras(lo, hi, scene.up.numpy(), cfg.orbit_views, W, H)
         groups.append((ov, oK, W, H))
+    if extra_views is not None:
+        groups.append((extra_views[0], extra_views[1], W, H))
     sil = []  # silhouettes (alpha > threshold) of the fused views, for the iso-level of a closed object
     for gv, gK, gw, gh in groups:
         for i in range(gv.shape[0]):
@@ -125,11 +150,14 @@ def write_glb(nodes: Dict[str, object], path: Path) -> None:
 
 
 def extract_meshes(params, scene, out_dir: Path, cfg: Optional[MeshConfig] = None,
-                   objects: Optional[List[int]] = None, progress: bool = False) -> List[Dict]:
+                   objects: Optional[List[int]] = None, progress: bool = False, room: Optional[Dict] = None,
+                   room_views: int = 8) -> List[Dict]:
     """Write per-object meshes (and, when `objects` is None, background, scene.ply) plus scene.glb:
     TSDF -> decimation to the face budget -> (cfg.texture) xatlas unwrap + albedo baked from the same
     renders. Per object: <stem>.ply (vertex colours), <stem>.obj (+ .mtl and _albedo.png when textured).
-    Returns manifest entries (paths relative to out_dir)."""
+    room: a completion report with a box (train/room.py): the background is also fused from room_views + 2
+    inward views, so the completed room is meshed all around. Returns manifest entries (paths relative to
+    out_dir)."""
     import trimesh
 
     from ..export.scene_export import object_file_stem
@@ -146,8 +174,10 @@ def extract_meshes(params, scene, out_dir: Path, cfg: Optional[MeshConfig] = Non
         t0 = time.time()
         views: list = []
         if oid == 0:
+            inward = (room_cameras(room, room_views, scene.width, scene.height)
+                      if room and "box" in room and room.get("added", 0) > 0 else None)
             m = mesh_for(params, labels == 0, scene, cfg, cfg.background_resolution, is_object=False,
-                         keep_fraction=0.05, keep_views=views)
+                         keep_fraction=0.05, keep_views=views, extra_views=inward)
         else:
             m = mesh_for(params, labels == oid, scene, cfg, cfg.resolution, keep_views=views)
         if m is None:

@@ -128,6 +128,18 @@ class Trainer:
                 for g in o.param_groups:
                     g["lr"] = lrs[k]
 
+    def gaussians_replaced(self) -> None:
+        """self.params gained or lost Gaussians outside an optimizer (room completion): fresh optimizers and
+        densification state for the new count, and a new good snapshot."""
+        trainable = getattr(self, "trainable", set(PARAM_KEYS))
+        lrs = {k: o.param_groups[0]["lr"] for k, o in self.optimizers.items()}  # e.g. stage 1's decayed means LR
+        self._make_optimizers()
+        for k, o in self.optimizers.items():
+            o.param_groups[0]["lr"] = lrs[k]
+        self.strategy_state = self.strategy.initialize_state(scene_scale=self.scene_scale)
+        self.set_trainable(trainable)
+        self._good = copy.deepcopy(self.state_dict())
+
     def set_trainable(self, keys) -> None:
         """Only `keys` receive gradients and optimizer steps (stages switch this)."""
         for k in PARAM_KEYS:

@@ -1,0 +1,388 @@
+"""Model-free room completion: the background's floor, walls and ceiling as planes, completed where no photo
+saw them (no diffusion weights needed).
+
+After stage 1, on the background's opaque Gaussians (label 0, opacity > 0.5):
+1. Planes (`fit_planes`): sequential RANSAC restricted to a room's planes: floors/ceilings (normal within
+   15 degrees of the scene's up) and walls (normal within 15 degrees of horizontal); each refined on its
+   inliers with the normal snapped to up / to the horizontal.
+2. Room or not (`room_box`): a floor holding >= 10% of the points and at least one wall holding >= 5% make a
+   room (`background.completion auto`); `on` / `off` force it. The box: the horizontal axes from the
+   strongest wall; on each of the four sides the outermost wall seen there, else the farthest of the
+   background points (99th percentile) and the cameras plus a margin; the floor; the ceiling only if seen.
+3. Seen surfaces (`snap_seen`): background Gaussians within the inlier distance of a plane are moved onto
+   it and flattened along its normal (a wall seen from one side under textureless shading has no
+   photometric depth cue, and the Gaussians drift in front of it; DP-Recon's SDF gets the same planes
+   from its monocular normal prior).
+4. Unseen surfaces: each face of the box becomes a grid (`background.grid` cells on the room's longest
+   side). A cell is seen when a training camera sees it (inside the image, the face turned towards the
+   camera, the rendered depth there not more than two cells in front of it): it keeps the Gaussians it has
+   and lends the photos' mean colour there to the texture. A cell an opaque background Gaussian lies within
+   1.5 cells of is covered (stage 1 extrapolated there, and test views a little off the training ones see
+   that better than an inpainted fill: measured) and lends those Gaussians' colour. Unseen cells take colours inpainted from the
+   seen ones (biharmonic inpainting, scikit-image; a face nothing saw takes the median colour of the seen
+   cells of its kind) and get one flat Gaussian each (in-plane size 0.7 cells, 5% of that across); no
+   training view sees them, so the training images are unchanged.
+The added Gaussians are background (label 0) with visibility 0, so the prior stages see them as unseen.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from typing import Dict, List, Optional
+
+import numpy as np
+import torch
+from torch import Tensor
+
+log = logging.getLogger("gs_recon")
+
+_COS15, _SIN15 = math.cos(math.radians(15)), math.sin(math.radians(15))
+
+
+@dataclass
+class Plane:
+    normal: np.ndarray  # [3] unit, pointing into the room (towards the cameras)
+    offset: float  # points x on the plane: normal . x = offset
+    kind: str  # "floor", "ceiling" or "wall"
+    inliers: np.ndarray  # [M] indices into the points the plane was fitted to
+
+
+def fit_planes(pts: np.ndarray, up: np.ndarray, inside: np.ndarray, thresh: float, min_frac: float = 0.03,
+               max_planes: int = 8, iters: int = 400, seed: int = 0) -> List[Plane]:
+    """Sequential RANSAC for floor / ceiling / wall planes. pts [P,3], up [3] unit, inside [3] a point inside
+    the room (the cameras' centroid), thresh: inlier distance. Planes with fewer than min_frac * P inliers
+    end the search."""
+    rng = np.random.default_rng(seed)
+    P = len(pts)
+    left = np.arange(P)
+    planes: List[Plane] = []
+    while len(planes) < max_planes and len(left) >= max(3, min_frac * P):
+        q = pts[left]
+        best, best_n, best_d = None, None, None
+        tri = rng.integers(0, len(q), (iters, 3))
+        a, b, c = q[tri[:, 0]], q[tri[:, 1]], q[tri[:, 2]]
+        n = np.cross(b - a, c - a)
+        norm = np.linalg.norm(n, axis=1)
+        ok = norm > 1e-9
+        n[ok] /= norm[ok, None]
+        cos_up = np.abs(n @ up)
+        ok &= (cos_up > _COS15) | (cos_up < _SIN15)  # a floor/ceiling or a wall, nothing slanted
+        for i in np.nonzero(ok)[0]:
+            nn = _snap(n[i], up)
+            d = float(nn @ a[i])
+            cnt = int((np.abs(q @ nn - d) < thresh).sum())
+            if best is None or cnt > best:
+                best, best_n, best_d = cnt, nn, d
+        if best is None or best < min_frac * P:
+            break
+        inl = np.abs(q @ best_n - best_d) < thresh
+        nn, d = _refine(q[inl], best_n, up)
+        inl = np.abs(q @ nn - d) < thresh
+        if nn @ inside - d < 0:  # normal towards the inside of the room
+            nn, d = -nn, -d
+        kind = "wall" if abs(nn @ up) < 0.5 else ("floor" if nn @ up > 0 else "ceiling")
+        planes.append(Plane(nn, float(d), kind, left[inl]))
+        left = left[~inl]
+    return planes
+
+
+def _snap(n: np.ndarray, up: np.ndarray) -> np.ndarray:
+    """Walls are made exactly vertical (their normal horizontal). Floors and ceilings keep their own normal:
+    the scene's up is estimated from the cameras and can be a degree or two off the true floor, and over a
+    room that tilt slices one floor into parallel slabs."""
+    if abs(n @ up) > 0.5:
+        return n
+    h = n - (n @ up) * up
+    return h / max(np.linalg.norm(h), 1e-12)
+
+
+def _refine(q: np.ndarray, n: np.ndarray, up: np.ndarray):
+    """Least-squares plane through inliers q (smallest principal axis), snapped as in _snap."""
+    c = q.mean(0)
+    if len(q) >= 3:
+        _, _, vt = np.linalg.svd(q - c, full_matrices=False)
+        m = vt[-1]
+        n = _snap(m if m @ n >= 0 else -m, up)
+    return n, float(n @ c)
+
+
+@dataclass
+class RoomBox:
+    origin: np.ndarray  # [3] a point on the floor (the box's corner at its lowest a, b)
+    axes: np.ndarray  # [3, 3] rows: horizontal a, horizontal b, up
+    size: np.ndarray  # [3] extents along a, b, up
+    seen: Dict[str, bool]  # which faces were fitted from planes ("-a", "+a", "-b", "+b", "floor", "ceiling")
+
+    def faces(self) -> List[Dict]:
+        """The box's faces as (centre [3], u [3], v [3] half-extent vectors, inward normal [3], kind, name): the
+        floor, the walls and the ceiling that were seen; the room stays open where none was (completion extends
+        what the photos showed, it does not invent walls)."""
+        a, b, u = self.axes
+        sa, sb, su = self.size
+        c = self.origin + a * sa / 2 + b * sb / 2 + u * su / 2
+        out = [dict(name="floor", kind="floor", centre=c - u * su / 2, u=a * sa / 2, v=b * sb / 2, n=u)]
+        if self.seen.get("ceiling"):
+            out.append(dict(name="ceiling", kind="ceiling", centre=c + u * su / 2, u=a * sa / 2, v=b * sb / 2, n=-u))
+        for name, e, half, other, so in (("-a", -a, sa / 2, b, sb), ("+a", a, sa / 2, b, sb),
+                                         ("-b", -b, sb / 2, a, sa), ("+b", b, sb / 2, a, sa)):
+            if self.seen.get(name):  # a side no photo showed a wall on stays open (it may be a doorway)
+                out.append(dict(name=name, kind="wall", centre=c + e * half, u=other * so / 2, v=u * su / 2, n=-e))
+        return out
+
+
+def room_box(planes: List[Plane], pts: np.ndarray, cams: np.ndarray, up: np.ndarray, min_floor: float = 0.10,
+             min_wall: float = 0.05, force: bool = False) -> Optional[RoomBox]:
+    """The room's box from its planes (module docstring), or None when the planes do not make a room (no
+    floor, or no wall, with enough support) and `force` is off. pts [P,3] the points the planes were fitted
+    to, cams [C,3] camera centres."""
+    P = max(1, len(pts))
+    floors = [p for p in planes if p.kind == "floor" and len(p.inliers) >= min_floor * P]
+    walls = [p for p in planes if p.kind == "wall" and len(p.inliers) >= min_wall * P]
+    ceils = [p for p in planes if p.kind == "ceiling" and len(p.inliers) >= min_wall * P]
+    if not (floors and walls) and not force:
+        return None
+    if floors:  # the box stands on the floor as found (the scene's up is estimated from the cameras)
+        up = max(floors, key=lambda p: len(p.inliers)).normal
+    if walls:
+        n0 = max(walls, key=lambda p: len(p.inliers)).normal
+        a = n0 - (n0 @ up) * up
+        a /= np.linalg.norm(a)
+    else:  # forced without walls: the points' main horizontal direction
+        h = pts - np.outer(pts @ up, up)
+        _, _, vt = np.linalg.svd(h - h.mean(0), full_matrices=False)
+        a = vt[0] - (vt[0] @ up) * up
+        a /= np.linalg.norm(a)
+    b = np.cross(up, a)
+    span = np.concatenate([pts, cams])
+    margin = 0.05 * float(np.ptp(span @ a) + np.ptp(span @ b)) / 2
+    lo, hi, seen = {}, {}, {}
+    for name, e in (("a", a), ("b", b)):
+        for sign in (-1, 1):
+            key = f"{'-' if sign < 0 else '+'}{name}"
+            side = [p for p in walls if (-p.normal) @ (sign * e) > _COS15]  # the wall's outward side is +-e
+            if side:  # the outermost wall on that side, at its inliers' mean coordinate along e
+                pos = sign * max(sign * float((pts[p.inliers] @ e).mean()) for p in side)
+                seen[key] = True
+            else:
+                far = max(np.quantile(sign * (pts @ e), 0.99), float((sign * (cams @ e)).max()) + margin)
+                pos = sign * far
+                seen[key] = False
+            (lo if sign < 0 else hi)[name] = pos
+    fl = max(floors, key=lambda p: len(p.inliers)).offset if floors else float(np.quantile(pts @ up, 0.01))
+    seen["floor"] = bool(floors)
+    if ceils:
+        top = min(-p.offset for p in ceils)  # ceiling normal -up: -up . x = offset -> up . x = -offset
+        seen["ceiling"] = True
+    else:
+        top = max(float(np.quantile(pts @ up, 0.99)), float((cams @ up).max()) + margin)
+        seen["ceiling"] = False
+    origin = a * lo["a"] + b * lo["b"] + up * fl
+    size = np.array([hi["a"] - lo["a"], hi["b"] - lo["b"], top - fl])
+    return RoomBox(origin, np.stack([a, b, up]), size, seen)
+
+
+def used_planes(planes: List[Plane], box: RoomBox, n_points: int, min_floor: float = 0.10,
+                min_wall: float = 0.05) -> List[Plane]:
+    """The planes the box stands on: the best-supported floor, the walls with enough support, and the
+    best-supported ceiling when one was seen (secondary parallel 'floors' are blobs, not surfaces)."""
+    out = []
+    floors = [p for p in planes if p.kind == "floor" and len(p.inliers) >= min_floor * n_points]
+    if floors:
+        out.append(max(floors, key=lambda p: len(p.inliers)))
+    out += [p for p in planes if p.kind == "wall" and len(p.inliers) >= min_wall * n_points]
+    ceils = [p for p in planes if p.kind == "ceiling" and len(p.inliers) >= min_wall * n_points]
+    if ceils and box.seen.get("ceiling"):
+        out.append(max(ceils, key=lambda p: len(p.inliers)))
+    return out
+
+
+def _face_grid(f: Dict, cell: float):
+    """Cell centres [gu, gv, 3] over a face, and the grid shape."""
+    lu, lv = 2 * np.linalg.norm(f["u"]), 2 * np.linalg.norm(f["v"])
+    gu, gv = max(2, int(math.ceil(lu / cell))), max(2, int(math.ceil(lv / cell)))
+    su = (np.arange(gu) + 0.5) / gu * 2 - 1
+    sv = (np.arange(gv) + 0.5) / gv * 2 - 1
+    return f["centre"] + su[:, None, None] * f["u"] + sv[None, :, None] * f["v"], (gu, gv), (lu / gu, lv / gv)
+
+
+def _quat_from_frame(R: np.ndarray) -> np.ndarray:
+    """(w, x, y, z) quaternion of rotation matrices R [..., 3, 3] whose columns are the local axes."""
+    from scipy.spatial.transform import Rotation
+
+    x, y, z, w = Rotation.from_matrix(R).as_quat().T
+    return np.stack([w, x, y, z], -1)
+
+
+@torch.no_grad()
+def _training_depths(params, scene):
+    """Per training view: (viewmat [4,4], K [3,3], expected depth [H,W] (inf where alpha < 0.98), image [H,W,3]),
+    on the CPU, for the seen-cell test."""
+    from ..render.api import render
+
+    dev = params["means"].device
+    out = []
+    for i in scene.train_idx:
+        r = render(params, scene.viewmats[[i]].to(dev), scene.Ks[[i]].to(dev), scene.width, scene.height,
+                   normals=False)
+        # an occluder must be opaque: behind a half-transparent one a new Gaussian would show through
+        d = torch.where(r.alpha[0, ..., 0] > 0.98, r.depth[0, ..., 0], torch.full_like(r.depth[0, ..., 0], float("inf")))
+        out.append((scene.viewmats[i].double(), scene.Ks[i].double(), d.cpu().double(), scene.images[i].double()))
+    return out
+
+
+def _seen_colours(pts: np.ndarray, normal: np.ndarray, views, tol: float, radius: float = 0.0):
+    """pts [M,3] on a face with inward normal [3] -> (colour [M,3]: mean photo colour over the training views
+    that see the point, seen [M] bool). Seen: in front of the camera, inside its image widened by `radius`
+    (world units, the footprint of a Gaussian placed there, projected: such a Gaussian would reach into the
+    image), the face turned towards it, and the rendered depth there not more than tol in front of it."""
+    P = torch.from_numpy(pts)
+    n = torch.from_numpy(normal)
+    acc, cnt = torch.zeros(len(pts), 3, dtype=torch.float64), torch.zeros(len(pts), dtype=torch.float64)
+    for vm, K, depth, img in views:
+        R, t = vm[:3, :3], vm[:3, 3]
+        centre = -R.T @ t
+        xc = P @ R.T + t
+        z = xc[:, 2]
+        uv = (xc @ K.T)[:, :2] / z.clamp(min=1e-9)[:, None]
+        H, W = depth.shape
+        ui, vi = uv[:, 0].floor().long(), uv[:, 1].floor().long()
+        m = (radius * K[0, 0] / z.clamp(min=1e-3)).ceil().long()  # the footprint's radius in pixels
+        ok = (z > 1e-3) & (ui >= -m) & (ui < W + m) & (vi >= -m) & (vi < H + m) & (((centre - P) @ n) > 0)
+        ui, vi = ui.clamp(0, W - 1), vi.clamp(0, H - 1)
+        ok &= z <= depth[vi, ui] + tol
+        acc[ok] += img[vi[ok], ui[ok]]
+        cnt[ok] += 1
+    seen = cnt > 0
+    col = torch.where(seen[:, None], acc / cnt.clamp(min=1)[:, None], torch.zeros_like(acc))
+    return col.numpy(), seen.numpy()
+
+
+@torch.no_grad()
+def complete_room(params, scene, cfg, force: Optional[bool] = None) -> Dict:
+    """Snap seen background Gaussians onto the room's planes and add Gaussians where no photo saw the room
+    (module docstring). params: the trainer's dict (changed in place: the caller rebuilds its optimizers).
+    cfg: BackgroundConfig. Returns a report (planes, box, counts, seconds) for scene.json."""
+    import time
+
+    from scipy.spatial import cKDTree
+    from skimage.restoration import inpaint_biharmonic
+
+    from ..gaussians.model import PARAM_KEYS
+    from ..render.sh import rgb_to_sh
+
+    t0 = time.time()
+    mode = cfg.completion if force is None else ("on" if force else "off")
+    if mode == "off":
+        return {"completion": "off"}
+    lab = params["labels"].detach().cpu()
+    op = torch.sigmoid(params["opacities"].detach().cpu())
+    bg = torch.nonzero((lab == 0) & (op > 0.5))[:, 0].numpy()
+    if len(bg) < 50:
+        return {"completion": "skipped: fewer than 50 opaque background Gaussians"}
+    means = params["means"].detach().cpu().double().numpy()
+    pts = means[bg]
+    up = scene.up.double().numpy()
+    up = up / np.linalg.norm(up)
+    cams = scene.camera_centres().double().numpy()
+    radius = float(np.median(np.linalg.norm(pts - cams.mean(0), axis=1)))
+    thresh = cfg.plane_thresh * radius
+    planes = fit_planes(pts, up, cams.mean(0), thresh, seed=0)
+    box = room_box(planes, pts, cams, up, force=mode == "on")
+    report: Dict = {"completion": mode, "planes": [{"kind": p.kind, "normal": np.round(p.normal, 4).tolist(),
+                                                    "offset": round(p.offset, 5), "inliers": int(len(p.inliers))}
+                                                   for p in planes]}
+    if box is None:
+        report["room"] = "not a room (needs a floor and a wall; background.completion on forces it)"
+        log.info("background completion: no room found (%d planes); off", len(planes))
+        return report
+    box_planes = used_planes(planes, box, len(pts))
+    report["box"] = {"origin": box.origin.round(5).tolist(), "axes": box.axes.round(5).tolist(),
+                     "size": box.size.round(5).tolist(), "seen": box.seen}
+    # 3. seen surfaces onto their planes, flattened along the normal
+    n_snap = 0
+    if cfg.snap_seen:
+        scales = params["scales"].detach().cpu().double().numpy()
+        quats = params["quats"].detach().cpu().double().numpy()
+        for p in box_planes:
+            idx = bg[p.inliers]
+            means[idx] -= np.outer(means[idx] @ p.normal - p.offset, p.normal)
+            t1 = np.cross(p.normal, box.axes[2] if p.kind == "wall" else box.axes[0])
+            t1 /= np.linalg.norm(t1)
+            t2 = np.cross(p.normal, t1)
+            R = np.stack([t1, t2, p.normal], 1)  # columns: the Gaussian's local axes
+            s = np.sort(scales[idx], 1)  # log scales, ascending
+            scales[idx] = np.stack([s[:, 2], s[:, 1], np.minimum(s[:, 0], np.log(0.05) + s[:, 1])], 1)
+            quats[idx] = _quat_from_frame(np.broadcast_to(R, (len(idx), 3, 3)))
+            n_snap += len(idx)
+        dev = params["means"].device
+        params["means"].data.copy_(torch.from_numpy(means).to(dev, params["means"].dtype))
+        params["scales"].data.copy_(torch.from_numpy(scales).to(dev, params["scales"].dtype))
+        params["quats"].data.copy_(torch.from_numpy(quats).to(dev, params["quats"].dtype))
+    # 4. unseen surfaces: per face, a grid of cells. A cell a training camera sees (inside its image, facing
+    # it, nothing rendered in front of it) takes the photos' colour there; the others get Gaussians, coloured
+    # by inpainting from the seen cells
+    cell = float(box.size[:2].max()) / cfg.grid
+    views = _training_depths(params, scene)
+    new_pts, new_cols, new_R, new_s = [], [], [], []
+    seen_cols: Dict[str, List[np.ndarray]] = {"floor": [], "wall": [], "ceiling": []}
+    pending = []
+    tree = cKDTree(means[bg])
+    cols = (0.28209479177387814 * params["sh0"].detach().cpu().double().numpy()[bg, 0] + 0.5).clip(0, 1)
+    for f in box.faces():
+        grid, (gu, gv), (cu, cv) = _face_grid(f, cell)
+        flat = grid.reshape(-1, 3)
+        tex, seen = _seen_colours(flat, f["n"], views, 2 * cell, radius=2.1 * cell)  # 3 sigma of a 0.7-cell Gaussian
+        # cells an opaque background Gaussian already covers (stage 1 extrapolated there) keep it too: their
+        # colour is the Gaussians' distance-weighted mean
+        dist, nb = tree.query(flat, k=8, distance_upper_bound=1.5 * cell)
+        w = np.where(np.isfinite(dist), 1.0 / (dist + 0.25 * cell), 0.0)
+        covered = w.sum(1) > 0
+        g_col = (cols[np.minimum(nb, len(bg) - 1)] * w[..., None]).sum(1) / np.maximum(w.sum(1), 1e-12)[:, None]
+        tex = np.where((covered & ~seen)[:, None], g_col, tex)
+        seen = seen | covered
+        if seen.any():
+            seen_cols[f["kind"]].append(tex[seen])
+        pending.append((f, flat, tex.reshape(gu, gv, 3), seen.reshape(gu, gv), (cu, cv)))
+    fallback = {k: (np.median(np.concatenate(v), 0) if v else None) for k, v in seen_cols.items()}
+    any_seen = np.concatenate([np.concatenate(v) for v in seen_cols.values() if v]) if any(seen_cols.values()) else None
+    n_seen_cells = int(sum(int(x[3].sum()) for x in pending))  # seen or covered
+    for f, flat, tex, seen, (cu, cv) in pending:
+        if seen.all():
+            continue
+        if seen.sum() >= 4:
+            tex = inpaint_biharmonic(tex, ~seen, channel_axis=-1)
+        else:
+            fb = fallback[f["kind"]]
+            fb = fb if fb is not None else (np.median(any_seen, 0) if any_seen is not None else np.full(3, 0.5))
+            tex = np.broadcast_to(fb, tex.shape)
+        miss = ~seen.reshape(-1)
+        u, v = f["u"] / np.linalg.norm(f["u"]), f["v"] / np.linalg.norm(f["v"])
+        R = np.stack([u, v, np.cross(u, v)], 1)
+        new_pts.append(flat[miss])
+        new_cols.append(tex.reshape(-1, 3)[miss].clip(0, 1))
+        new_R.append(np.broadcast_to(R, (int(miss.sum()), 3, 3)))
+        new_s.append(np.broadcast_to(np.log([0.7 * cu, 0.7 * cv, 0.035 * min(cu, cv)]), (int(miss.sum()), 3)))
+    n_new = int(sum(len(p) for p in new_pts))
+    if n_new:
+        dev = params["means"].device
+        pts_n = torch.from_numpy(np.concatenate(new_pts)).float()
+        add = {
+            "means": pts_n,
+            "scales": torch.from_numpy(np.concatenate(new_s)).float(),
+            "quats": torch.from_numpy(_quat_from_frame(np.concatenate(new_R))).float(),
+            "opacities": torch.full((n_new,), math.log(0.95 / 0.05)),
+            "sh0": rgb_to_sh(torch.from_numpy(np.concatenate(new_cols)).float())[:, None, :],
+            "shN": torch.zeros((n_new,) + tuple(params["shN"].shape[1:])),
+            "labels": torch.zeros(n_new, dtype=params["labels"].dtype),
+            "visibility": torch.zeros((n_new,) + tuple(params["visibility"].shape[1:])),
+        }
+        for k in list(params.keys()):
+            v = params[k]
+            cat = torch.cat([v.detach(), add[k].to(v.device, v.dtype)])
+            params[k] = torch.nn.Parameter(cat, requires_grad=v.requires_grad if k in PARAM_KEYS else False)
+    report.update(snapped=int(n_snap), added=n_new, seen_cells=n_seen_cells, cell=cell,
+                  seconds=round(time.time() - t0, 2))
+    log.info("background completion: %d planes (%s), %d Gaussians snapped onto them, %d added where unseen "
+             "(%.1f s)", len(planes), ", ".join(p.kind for p in planes), n_snap, n_new, time.time() - t0)
+    return report

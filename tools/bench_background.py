@@ -1,0 +1,110 @@
+#!/usr/bin/env python
+"""What the model-free room completion does to the background, measured: the table in docs/BENCHMARKS.md
+("Background benchmark"), in one command.
+
+The synthetic benchmark's scenes (tools/benchmark_synthetic.py: 6 m room, 10 training views of 128x96 on a
+180 degree arc, 8 test views all around, so the room behind the cameras is unseen), reconstructed with
+configs/tiny_cpu.yaml in three variants:
+  - completion off (--background.completion off: the background as stage 1 leaves it);
+  - completion forced on, seen Gaussians not snapped (--background.snap_seen false: only the unseen part
+    is added);
+  - completion forced on with --background.snap_seen true (seen Gaussians also snapped onto the planes).
+Background mesh metrics against the true room (F@5cm, accuracy, completeness, Chamfer-L1; whole surface
+and the side the training cameras saw), 360-degree test PSNR, the objects' F@5cm and Chamfer (to check the
+completion leaves them alone), and the seconds the completion took.
+
+    python tools/bench_background.py [--work /tmp/gs_bg_bench] [--out docs/BENCHMARKS.md] [--scenes prims3]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+try:
+    import gs_recon  # noqa: F401  (installed)
+except ModuleNotFoundError:  # a checkout that is not installed: the package sits beside tools/
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from benchmark_synthetic import _run, mean, scenes  # noqa: E402  (same scenes and runner)
+
+VARIANTS = (("completion off", ["--background.completion", "off"]),
+            ("completion on, no snapping", ["--background.completion", "on", "--background.snap_seen", "false"]),
+            ("completion on + snapping", ["--background.completion", "on", "--background.snap_seen", "true"]))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--work", default="/tmp/gs_bg_bench")
+    ap.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "docs" / "BENCHMARKS.md"))
+    ap.add_argument("--scenes", nargs="+", default=None, help="subset of real3 prims3 mixed5")
+    a = ap.parse_args(argv)
+    from gs_recon.bench import write_doc_section
+    from gs_recon.synthetic import make_scene
+
+    work = Path(a.work)
+    work.mkdir(parents=True, exist_ok=True)
+    rows, t_all = [], time.time()
+    with open(work / "log.txt", "w") as log:
+        for name, meshes, n_obj, seed in scenes():
+            if a.scenes and name not in a.scenes:
+                continue
+            sd = work / name
+            if not (sd / "transforms.json").exists():
+                make_scene(sd, meshes, n_obj, views=10, arc=180, test_views=8, priors=False, seed=seed)
+            for k, (variant, extra) in enumerate(VARIANTS):
+                out = work / f"{name}_v{k}"
+                wall = _run(["tools/train.py", str(sd), "--config", "configs/tiny_cpu.yaml", "--no-progress",
+                             "--output.out_dir", str(out), *extra], log)
+                _run(["tools/eval.py", str(out), "--samples", "50000"], log)
+                m = json.loads((out / "scene.json").read_text())
+                ev = json.loads((out / "eval.json").read_text())
+                me, vs = ev["meshes"]["meshes"], ev["meshes"]["visible_side"]
+                objs = [o["name"] for o in m["objects"] if o["id"] > 0]
+                bg, bgv = me.get("background", {}), vs.get("background", {})
+                room = m.get("room") or {}
+                rows.append({"scene": name, "variant": variant, "psnr": ev["images"]["scene"]["psnr"],
+                             "bg": bg, "bg_vis": bgv, "obj_f": mean([me[o]["fscore"] for o in objs if o in me]),
+                             "obj_cd": mean([me[o]["chamfer_l1"] for o in objs if o in me]),
+                             "room_s": m["timings"].get("room_s", 0.0), "added": room.get("added", 0),
+                             "snapped": room.get("snapped", 0), "wall": wall})
+                r = rows[-1]
+                print(f"{name} / {variant}: PSNR {r['psnr']:.2f}  bg F {bg.get('fscore', float('nan')):.3f}  "
+                      f"visible F {bgv.get('fscore', float('nan')):.3f}  completeness "
+                      f"{100 * bg.get('completeness', float('nan')):.1f} cm  obj F {r['obj_f']:.3f}  "
+                      f"room {r['room_s']:.1f} s  ({wall:.0f} s)", flush=True)
+    (work / "rows.json").write_text(json.dumps(rows, indent=1))
+    f = lambda d, k, s=1.0, p=3: format(s * d[k], f".{p}f") if k in d else "-"  # noqa: E731
+    lines = ["<!-- background-benchmark:begin -->", "## Background benchmark: model-free room completion", "",
+             f"Produced by `python tools/bench_background.py` on {platform.machine()} CPU, {os.cpu_count()} cores,"
+             f" no GPU, {time.strftime('%Y-%m-%d')}, in {(time.time() - t_all) / 60:.1f} min. The synthetic"
+             " benchmark's scenes (6 m room, 10 training views of 128x96 on a 180 degree arc, 8 test views all"
+             " around), configs/tiny_cpu.yaml, seed 0. Background mesh against the true room: F@5cm, accuracy"
+             " (acc), completeness (comp) in cm, over the whole room and over the part the training cameras saw"
+             " ('seen'). Objects: mean F@5cm and Chamfer-L1 (cm) of the object meshes.", "",
+             "| scene | variant | 360 test PSNR | bg F@5cm | bg acc cm | bg comp cm | seen bg F@5cm | seen bg acc cm |"
+             " seen bg comp cm | object F@5cm | object CD cm | Gaussians snapped / added | completion s |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        lines.append(f"| {r['scene']} | {r['variant']} | {r['psnr']:.2f} | {f(r['bg'], 'fscore')} |"
+                     f" {f(r['bg'], 'accuracy', 100, 1)} | {f(r['bg'], 'completeness', 100, 1)} |"
+                     f" {f(r['bg_vis'], 'fscore')} | {f(r['bg_vis'], 'accuracy', 100, 1)} |"
+                     f" {f(r['bg_vis'], 'completeness', 100, 1)} | {r['obj_f']:.3f} | {100 * r['obj_cd']:.2f} |"
+                     f" {r['snapped']} / {r['added']} | {r['room_s']:.1f} |")
+    lines += ["", "Issue 14 asks, with the completion on: seen bg F@5cm >= 0.7, bg completeness <= 15 cm, 360-degree"
+              " PSNR +3 dB over completion off, objects within 5%. The completion extends the planes it finds (it"
+              " adds no wall on a side where none was seen: the benchmark room has three walls, open towards the"
+              " cameras' side), and the test views all around see mostly that open side and the objects' unseen"
+              " backs.", "<!-- background-benchmark:end -->"]
+    write_doc_section(a.out, "background-benchmark", "\n".join(lines))
+    print(f"wrote {a.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
