@@ -30,3 +30,16 @@ def test_prior_benchmark_quick(tmp_path):
     # the prior variants continued from the same stage-1 checkpoint: they differ from it, and from each other
     cds = [sum(o["unseen"]["chamfer_l1"] for o in x["objects"].values()) for x in rows]
     assert len(set(round(c, 6) for c in cds)) == 5
+
+
+def test_doc_sections_replace_only_their_own_text(tmp_path):
+    """The benchmarks share docs/BENCHMARKS.md: each rewrites only its own marked section."""
+    from gs_recon.bench import write_doc_section
+
+    doc = tmp_path / "B.md"
+    write_doc_section(doc, "a", "<!-- a:begin -->\nA1\n<!-- a:end -->")
+    write_doc_section(doc, "b", "<!-- b:begin -->\nB1\n<!-- b:end -->")
+    write_doc_section(doc, "a", "<!-- a:begin -->\nA2\n<!-- a:end -->")
+    text = doc.read_text()
+    assert "A2" in text and "A1" not in text and "B1" in text
+    assert text.index("A2") < text.index("B1")  # replaced in place, not appended
