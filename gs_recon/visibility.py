@@ -134,7 +134,7 @@ def accumulate(params, viewmats: Tensor, Ks: Tensor, width: int, height: int, th
     for s in range(0, viewmats.shape[0], batch):
         vm, K = viewmats[s:s + batch].to(dev), Ks[s:s + batch].to(dev)
         C = vm.shape[0]
-        p = project_gaussians(params, vm, K, width, height, gs, frames=not gs)
+        p = project_gaussians(params, vm, K, width, height, gs, frames=False)
         op = torch.sigmoid(params["opacities"])[None].expand(C, -1).float()
         if gs:  # gsplat's projection and tiles, our torch reference on the CPU
             offsets, flatten_ids = gsplat_tiles(p.means2d, p.radii, p.depths, width, height)

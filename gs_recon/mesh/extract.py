@@ -47,13 +47,10 @@ def orbit_cameras(lo: np.ndarray, hi: np.ndarray, up: np.ndarray, n: int, W: int
     return torch.stack(vms), K[None].repeat(n, 1, 1)
 
 
-@torch.no_grad()
 def room_cameras(room: Dict, n: int, W: int, H: int):
     """Inward views of a completed room (train/room.py's box): from its centre at mid-height, n horizontal
     directions plus straight down and up, 90-degree vertical FoV, so every face is seen. -> viewmats [n+2,4,4]
     (internal frame), Ks [n+2,3,3]."""
-    from ..cameras import look_at
-
     box = room["box"]
     o, ax, size = (np.asarray(box[k], dtype=np.float64) for k in ("origin", "axes", "size"))
     a, b, up = ax
@@ -69,6 +66,7 @@ def room_cameras(room: Dict, n: int, W: int, H: int):
     return torch.stack(vms).float(), K[None].repeat(len(vms), 1, 1)
 
 
+@torch.no_grad()
 def mesh_for(params, mask: torch.Tensor, scene, cfg: MeshConfig, resolution: int, is_object: bool = True,
              sh_degree: int = 0, keep_fraction: float = 0.5, keep_views: Optional[list] = None,
              extra_views=None):

@@ -242,13 +242,12 @@ def median_depth_gsplat(means2d: Tensor, conics: Tensor, opacities: Tensor, dept
 
     with torch.no_grad():
         ext = load_cuda_ext()
+        op = opacities.detach().float()
         if ext is None:
-            op = opacities.detach().float()
             op = op[None].expand(means2d.shape[0], -1) if op.dim() == 1 else op
             return _median_cpu(means2d, radii, depths, conics, op, width, height)
         if offsets is None or flatten_ids is None:
             offsets, flatten_ids = gsplat_tiles(means2d, radii, depths, width, height)
-        op = opacities.detach().float()
         if op.dim() == 2 and op.stride(0) == 0:  # gsplat's meta broadcasts [N] over the cameras
             op = op[0]
         med = ext.median_depth(means2d.detach().float().contiguous(), conics.detach().float().contiguous(),

@@ -96,6 +96,7 @@ class PriorStages:
         self.geo_ids = self.objects + ([0] if cfg.background_geometry else [])
         self.gen = torch.Generator().manual_seed(trainer.cfg.train.seed + 17)
         self._rr = 0
+        self._stage_cache: Dict = {}  # _per_stage: object indices and boxes, measured once per stage
         self.history: List[int] = []  # round-robin indices this rank took (tests check the sharding)
         from .. import dist
 
@@ -141,18 +142,20 @@ class PriorStages:
         with torch.no_grad():
             p["visibility"].data.copy_(self.vis_grid.query(p["means"], p["labels"]).to(p["visibility"]))
 
-    def _index(self, oid: int) -> Tensor:
-        """Indices [n] of object oid's Gaussians, cached for the stage (the prior stages neither add nor remove
-        Gaussians, and a boolean-mask gather would wait for the GPU on every step)."""
-        cache = self.__dict__.setdefault("_idx_cache", {})
-        if oid not in cache:
-            cache[oid] = (self.tr.params["labels"] == oid).nonzero()[:, 0]
-        return cache[oid]
+    def _per_stage(self, key, compute):
+        """compute() once per stage for `key` (object indices and boxes: the prior stages neither add nor remove
+        Gaussians, and measuring them every step would wait for the GPU)."""
+        if key not in self._stage_cache:
+            self._stage_cache[key] = compute()
+        return self._stage_cache[key]
 
     def _clear_caches(self) -> None:
         """A stage starts: object indices and boxes are measured again."""
-        self.__dict__.pop("_idx_cache", None)
-        self.__dict__.pop("_box_cache", None)
+        self._stage_cache.clear()
+
+    def _index(self, oid: int) -> Tensor:
+        """Indices [n] of object oid's Gaussians (index_select instead of a boolean-mask gather)."""
+        return self._per_stage(("index", oid), lambda: (self.tr.params["labels"] == oid).nonzero()[:, 0])
 
     def _object_gaussians(self, oid: int):
         """Centres [n,3] and largest axis [n] of object oid's Gaussians with opacity > 0.1 (all of them when
@@ -169,10 +172,7 @@ class PriorStages:
     def _box(self, oid: int):
         """The object's box (2-98% quantiles of its opaque centres), measured once per stage: its cameras look at
         a fixed box, as DP-Recon's do (and no per-step quantile and host copy)."""
-        cache = self.__dict__.setdefault("_box_cache", {})
-        if oid not in cache:
-            cache[oid] = self._measure_box(oid)
-        return cache[oid]
+        return self._per_stage(("box", oid), lambda: self._measure_box(oid))
 
     def _measure_box(self, oid: int):
         pts, _ = self._object_gaussians(oid)
@@ -246,10 +246,7 @@ class PriorStages:
         a 0.40 m ball's span 0.32 m). Known bias: the visual hull leaves never-seen Gaussians below the
         floor, so the vertical extent is too large (0.49 m for a 0.35 m box in the benchmark scenes).
         Measured once per stage, like _box."""
-        cache = self.__dict__.setdefault("_box_cache", {})
-        if ("upright", oid) not in cache:
-            cache[("upright", oid)] = self._measure_upright_box(oid)
-        return cache[("upright", oid)]
+        return self._per_stage(("upright", oid), lambda: self._measure_upright_box(oid))
 
     def _measure_upright_box(self, oid: int):
         import math

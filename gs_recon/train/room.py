@@ -113,6 +113,7 @@ class RoomBox:
     axes: np.ndarray  # [3, 3] rows: horizontal a, horizontal b, up
     size: np.ndarray  # [3] extents along a, b, up
     seen: Dict[str, bool]  # which faces were fitted from planes ("-a", "+a", "-b", "+b", "floor", "ceiling")
+    planes: List[Plane]  # the planes the box stands on (room_box)
 
     def faces(self) -> List[Dict]:
         """The box's faces as (centre [3], u [3], v [3] half-extent vectors, inward normal [3], kind, name): the
@@ -131,11 +132,16 @@ class RoomBox:
         return out
 
 
+def _best(planes: List[Plane]) -> Plane:
+    return max(planes, key=lambda p: len(p.inliers))
+
+
 def room_box(planes: List[Plane], pts: np.ndarray, cams: np.ndarray, up: np.ndarray, min_floor: float = 0.10,
              min_wall: float = 0.05, force: bool = False) -> Optional[RoomBox]:
     """The room's box from its planes (module docstring), or None when the planes do not make a room (no
     floor, or no wall, with enough support) and `force` is off. pts [P,3] the points the planes were fitted
-    to, cams [C,3] camera centres."""
+    to, cams [C,3] camera centres. box.planes: the planes it stands on (the best-supported floor, the walls
+    with enough support, the best-supported ceiling; secondary parallel 'floors' are blobs, not surfaces)."""
     P = max(1, len(pts))
     floors = [p for p in planes if p.kind == "floor" and len(p.inliers) >= min_floor * P]
     walls = [p for p in planes if p.kind == "wall" and len(p.inliers) >= min_wall * P]
@@ -143,9 +149,9 @@ def room_box(planes: List[Plane], pts: np.ndarray, cams: np.ndarray, up: np.ndar
     if not (floors and walls) and not force:
         return None
     if floors:  # the box stands on the floor as found (the scene's up is estimated from the cameras)
-        up = max(floors, key=lambda p: len(p.inliers)).normal
+        up = _best(floors).normal
     if walls:
-        n0 = max(walls, key=lambda p: len(p.inliers)).normal
+        n0 = _best(walls).normal
         a = n0 - (n0 @ up) * up
         a /= np.linalg.norm(a)
     else:  # forced without walls: the points' main horizontal direction
@@ -169,7 +175,7 @@ def room_box(planes: List[Plane], pts: np.ndarray, cams: np.ndarray, up: np.ndar
                 pos = sign * far
                 seen[key] = False
             (lo if sign < 0 else hi)[name] = pos
-    fl = max(floors, key=lambda p: len(p.inliers)).offset if floors else float(np.quantile(pts @ up, 0.01))
+    fl = _best(floors).offset if floors else float(np.quantile(pts @ up, 0.01))
     seen["floor"] = bool(floors)
     if ceils:
         top = min(-p.offset for p in ceils)  # ceiling normal -up: -up . x = offset -> up . x = -offset
@@ -179,22 +185,8 @@ def room_box(planes: List[Plane], pts: np.ndarray, cams: np.ndarray, up: np.ndar
         seen["ceiling"] = False
     origin = a * lo["a"] + b * lo["b"] + up * fl
     size = np.array([hi["a"] - lo["a"], hi["b"] - lo["b"], top - fl])
-    return RoomBox(origin, np.stack([a, b, up]), size, seen)
-
-
-def used_planes(planes: List[Plane], box: RoomBox, n_points: int, min_floor: float = 0.10,
-                min_wall: float = 0.05) -> List[Plane]:
-    """The planes the box stands on: the best-supported floor, the walls with enough support, and the
-    best-supported ceiling when one was seen (secondary parallel 'floors' are blobs, not surfaces)."""
-    out = []
-    floors = [p for p in planes if p.kind == "floor" and len(p.inliers) >= min_floor * n_points]
-    if floors:
-        out.append(max(floors, key=lambda p: len(p.inliers)))
-    out += [p for p in planes if p.kind == "wall" and len(p.inliers) >= min_wall * n_points]
-    ceils = [p for p in planes if p.kind == "ceiling" and len(p.inliers) >= min_wall * n_points]
-    if ceils and box.seen.get("ceiling"):
-        out.append(max(ceils, key=lambda p: len(p.inliers)))
-    return out
+    used = ([_best(floors)] if floors else []) + walls + ([_best(ceils)] if ceils else [])
+    return RoomBox(origin, np.stack([a, b, up]), size, seen, used)
 
 
 def _face_grid(f: Dict, cell: float):
@@ -269,7 +261,7 @@ def complete_room(params, scene, cfg, force: Optional[bool] = None) -> Dict:
     from skimage.restoration import inpaint_biharmonic
 
     from ..gaussians.model import PARAM_KEYS
-    from ..render.sh import rgb_to_sh
+    from ..render.sh import rgb_to_sh, sh_to_rgb
 
     t0 = time.time()
     mode = cfg.completion if force is None else ("on" if force else "off")
@@ -296,7 +288,6 @@ def complete_room(params, scene, cfg, force: Optional[bool] = None) -> Dict:
         report["room"] = "not a room (needs a floor and a wall; background.completion on forces it)"
         log.info("background completion: no room found (%d planes); off", len(planes))
         return report
-    box_planes = used_planes(planes, box, len(pts))
     report["box"] = {"origin": box.origin.round(5).tolist(), "axes": box.axes.round(5).tolist(),
                      "size": box.size.round(5).tolist(), "seen": box.seen}
     # 3. seen surfaces onto their planes, flattened along the normal
@@ -304,7 +295,7 @@ def complete_room(params, scene, cfg, force: Optional[bool] = None) -> Dict:
     if cfg.snap_seen:
         scales = params["scales"].detach().cpu().double().numpy()
         quats = params["quats"].detach().cpu().double().numpy()
-        for p in box_planes:
+        for p in box.planes:
             idx = bg[p.inliers]
             means[idx] -= np.outer(means[idx] @ p.normal - p.offset, p.normal)
             t1 = np.cross(p.normal, box.axes[2] if p.kind == "wall" else box.axes[0])
@@ -328,7 +319,7 @@ def complete_room(params, scene, cfg, force: Optional[bool] = None) -> Dict:
     seen_cols: Dict[str, List[np.ndarray]] = {"floor": [], "wall": [], "ceiling": []}
     pending = []
     tree = cKDTree(means[bg])
-    cols = (0.28209479177387814 * params["sh0"].detach().cpu().double().numpy()[bg, 0] + 0.5).clip(0, 1)
+    cols = sh_to_rgb(params["sh0"].detach().cpu().double()[bg, 0]).clamp(0, 1).numpy()
     for f in box.faces():
         grid, (gu, gv), (cu, cv) = _face_grid(f, cell)
         flat = grid.reshape(-1, 3)
