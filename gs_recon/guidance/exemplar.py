@@ -51,6 +51,7 @@ class _Exemplar:
             raise SceneError(f"{path}: no triangles (exemplar meshes must be triangle meshes)")
         m.apply_translation(-m.bounds.mean(0))
         self.mesh, self.category = m, category
+        self.samples = np.asarray(m.sample(4000, seed=0) if _sample_takes_seed() else m.sample(4000))  # [4000,3]
         try:
             from trimesh.ray.ray_pyembree import RayMeshIntersector
         except Exception:  # no embree: trimesh's pure-python intersector (slow)
@@ -60,6 +61,73 @@ class _Exemplar:
     def extents(self, R: np.ndarray) -> np.ndarray:
         """[3] box extents of the mesh rotated by R [3,3]."""
         return np.ptp(self.mesh.vertices @ R.T, axis=0)
+
+
+def _sample_takes_seed() -> bool:
+    import inspect
+
+    import trimesh
+
+    return "seed" in inspect.signature(trimesh.Trimesh.sample).parameters
+
+
+def register(samples: np.ndarray, data: np.ndarray, scale: np.ndarray, floor: Optional[float] = None,
+             iters: int = 30, trim: float = 0.8, proportions: float = 0.05, anchor: float = 0.001,
+             floor_weight: float = 0.5, bound: float = 0.3):
+    """Fit an exemplar to an object's seen surface: per-axis scale s [3] and offset t [3] placing model points
+    q [M,3] (exemplar surface samples, yawed, canonical frame) at s * q + t, given data points p [P,3] (the
+    seen surface, box frame). ICP: each data point is matched to its nearest model point (only data -> model
+    distances count: the exemplar's unseen parts may be anywhere), the `trim` best matches kept, then one
+    linear least-squares solve of
+      sum |s * q + t - p|^2                          the seen surface,
+      + proportions * P * r^2 * sum_a (s_a - sigma)^2  the exemplar's own proportions (sigma: a free common scale),
+      + anchor * P * r^2 * sum_a (s_a - scale_a)^2   the box fit (`scale`, also the start): an axis whose far
+                                                     side nobody saw is otherwise unconstrained,
+      + floor_weight * P * (s_z min q_z + t_z - floor)^2  the object stands on the floor (box-frame height, when
+                                                     given),
+    with r the RMS radius of q. s stays within (1 +- bound) x scale. Returns (s [3], t [3], RMS residual of the
+    trimmed matches)."""
+    from scipy.spatial import cKDTree
+
+    s, t = scale.astype(np.float64).copy(), np.zeros(3)
+    lo, hi = scale * (1 - bound), scale * (1 + bound)
+    r = float(np.sqrt((samples ** 2).sum(1).mean()))
+    qmin = float(samples[:, 2].min())
+    res = float("inf")
+    for _ in range(iters):
+        d, j = cKDTree(samples * s + t).query(data)
+        keep = d <= np.quantile(d, trim)
+        q, p = samples[j[keep]], data[keep]
+        n = len(q)
+        # unknowns [s_x, s_y, s_z, t_x, t_y, t_z, sigma]
+        rows, rhs = [], []
+        for a in range(3):
+            A = np.zeros((n, 7))
+            A[:, a], A[:, 3 + a] = q[:, a], 1.0
+            rows.append(A)
+            rhs.append(p[:, a])
+        wp, wa = np.sqrt(proportions * n) * r, np.sqrt(anchor * n) * r
+        for a in range(3):
+            A = np.zeros((2, 7))
+            A[0, a], A[0, 6] = wp, -wp
+            A[1, a] = wa
+            rows.append(A)
+            rhs.append(np.array([0.0, wa * scale[a]]))
+        if floor is not None:
+            wf = np.sqrt(floor_weight * n)
+            A = np.zeros((1, 7))
+            A[0, 2], A[0, 5] = wf * qmin, wf
+            rows.append(A)
+            rhs.append(np.array([wf * floor]))
+        sol = np.linalg.lstsq(np.concatenate(rows), np.concatenate(rhs), rcond=None)[0]
+        s_new = np.clip(sol[:3], lo, hi)
+        t_new = sol[3:6]
+        res = float(np.sqrt((d[keep] ** 2).mean()))
+        done = np.abs(s_new - s).max() < 1e-4 * s.max() and np.abs(t_new - t).max() < 1e-4 * s.max()
+        s, t = s_new, t_new
+        if done:
+            break
+    return s, t, res
 
 
 def _yaw(a: float) -> np.ndarray:
@@ -96,15 +164,21 @@ class ExemplarGuidance(SDSBase):
         self.x: Optional[Tensor] = None  # [K, B, 4, h, w] exemplar latents at this step's cameras
         self.cond: Optional[Tensor] = None  # [K] bool: in the object's category
         self._warned: Dict[str, bool] = {}
+        self._fit_cache: Dict = {}
         log.info("exemplar prior: %d meshes in %d categories (%s)", len(self.library), len(self.categories),
                  ", ".join(self.categories))
 
     # ------------------------------------------------------------------ exemplar renders
     @torch.no_grad()
-    def prepare(self, kind: str, category: str, viewmats: Tensor, Ks: Tensor, size: int, box) -> None:
-        """Render every exemplar, fitted into the object's upright box at each yaw, from the step's cameras
-        viewmats [B,4,4], Ks [B,3,3] (for a size x size image) as geometry latents. box: (centre [3],
-        extents [3], basis [3,3] rows = two horizontal axes and up), internal frame; None: background."""
+    def prepare(self, kind: str, category: str, viewmats: Tensor, Ks: Tensor, size: int, box,
+                surface: Optional[Tensor] = None) -> None:
+        """Render every exemplar, fitted to the object at each yaw, from the step's cameras viewmats [B,4,4],
+        Ks [B,3,3] (for a size x size image) as geometry latents. box: (centre [3], extents [3], basis [3,3]
+        rows = two horizontal axes and up[, on_floor: the box's bottom is the floor]), internal frame; None:
+        background. surface [P,3]: points of the
+        object's seen surface (internal frame); with it each exemplar x yaw is registered to them (register:
+        per-axis scale and offset, starting from the box), else it is stretched into the box. Fits are kept
+        per (box, surface) pair, i.e. per object and stage."""
         self.x = self.cond = None
         what = "background" if box is None else kind
         if kind != "geometry" or box is None:
@@ -118,11 +192,35 @@ class ExemplarGuidance(SDSBase):
                 log.warning("exemplar prior: no exemplars of category '%s' (library has %s): that object gets "
                             "no prior", category, ", ".join(self.categories))
             return
-        centre, ext, basis = (t.double().numpy() for t in box)
+        fits = self._fits(box, surface)
         rays = self._rays(viewmats, Ks, size)  # the same for every exemplar and yaw
-        self.x = torch.stack([self._render(e, R, centre, ext, basis, rays, size)
-                              for e in self.library for R in self.yaws]).to(self.device)  # [K, B, 4, h, w]
+        self.x = torch.stack([self._render(e, R, c, sc, basis, rays, size)
+                              for (e, R), (c, sc, basis) in zip(((e, R) for e in self.library for R in self.yaws),
+                                                                 fits)]).to(self.device)  # [K, B, 4, h, w]
         self.cond = torch.tensor([e.category == category for e in self.library for _ in self.yaws], device=self.device)
+
+    def _fits(self, box, surface: Optional[Tensor]):
+        """Per exemplar x yaw (library order): (centre [3], scale [3], basis [3,3]) placing it on the object:
+        x_internal = centre + basis^T (scale * R x_canonical)."""
+        key = (id(box), id(surface))
+        if key in self._fit_cache:
+            return self._fit_cache[key][0]
+        centre, ext, basis = (t.double().cpu().numpy() for t in box[:3])
+        floor = -ext[2] / 2 if len(box) > 3 and box[3] else None  # box frame: the bottom stands on the floor
+        data = None if surface is None or len(surface) < 50 else (surface.double().cpu().numpy() - centre) @ basis.T
+        fits = []
+        for e in self.library:
+            for R in self.yaws:
+                scale = ext / np.maximum(e.extents(R), 1e-9)
+                if data is not None:
+                    scale, t, _ = register(e.samples @ R.T, data, scale, floor)
+                    fits.append((centre + basis.T @ t, scale, basis))
+                else:
+                    fits.append((centre, scale, basis))
+        if len(self._fit_cache) > 64:  # stale stages' objects
+            self._fit_cache.clear()
+        self._fit_cache[key] = (fits, box, surface)  # holding box and surface keeps their ids valid
+        return fits
 
     def _rays(self, viewmats: Tensor, Ks: Tensor, size: int):
         """Per camera (supersampled pixel grid): (world-to-camera rotation [3,3], centre [3], camera-frame
@@ -138,13 +236,12 @@ class ExemplarGuidance(SDSBase):
             rays.append((Rw, -Rw.T @ vm[:3, 3], d_cam, d_cam @ Rw))  # world directions (rows): R^T d
         return rays
 
-    def _render(self, e: _Exemplar, R: np.ndarray, centre, ext, basis, rays, size: int) -> Tensor:
-        """Geometry latent [B,4,size,size] of exemplar e (yawed by R about up, scaled per axis into the
-        upright box) by ray casting `rays` (from _rays) at supersample x resolution, area-averaged (as the
-        Gaussian render is resized). Canonical -> internal: x = centre + basis^T diag(scale) R x_can."""
+    def _render(self, e: _Exemplar, R: np.ndarray, centre, scale, basis, rays, size: int) -> Tensor:
+        """Geometry latent [B,4,size,size] of exemplar e (yawed by R about up, scaled per axis by scale [3]
+        along the upright basis) by ray casting `rays` (from _rays) at supersample x resolution, area-averaged
+        (as the Gaussian render is resized). Canonical -> internal: x = centre + basis^T diag(scale) R x_can."""
         from ..train.prior import geometry_latent
 
-        scale = ext / np.maximum(e.extents(R), 1e-9)
         A = R.T @ np.diag(1.0 / scale) @ basis  # internal -> canonical: x_can = A (x_int - centre)
         S = size * self.supersample
         out = []

@@ -136,6 +136,19 @@ class PriorStages:
             self._grid = VisibilityGrid.from_state_dict(self._grid_src)
         return self._grid
 
+    @property
+    def floor(self):
+        """The background's floor plane (normal [3] list, offset) in the internal frame, or None: found once at
+        the end of stage 1 (train/room.py::floor_plane) and kept in the checkpoint like the visibility grid."""
+        tr = self.tr
+        if "floor" not in tr.extra:
+            from .room import floor_plane
+
+            p = floor_plane(tr.params, tr.scene, tr.cfg.background.plane_thresh)
+            tr.extra["floor"] = None if p is None else [p.normal.tolist(), p.offset]
+            log.info("object boxes stand on %s", "no floor (none found)" if p is None else "the background's floor")
+        return tr.extra["floor"]
+
     def refresh_visibility(self) -> None:
         """params["visibility"] = the frozen grid at the Gaussians' current positions."""
         p = self.tr.params
@@ -236,16 +249,47 @@ class PriorStages:
         if prep is not None:
             K = Ks.clone().float()
             K[:, :2] *= size / render_size
-            prep(kind, self.category.get(oid, ""), vms, K, size, self.upright_box(oid) if oid > 0 else None)
+            if oid > 0:
+                prep(kind, self.category.get(oid, ""), vms, K, size, self.upright_box(oid), self.seen_surface(oid))
+            else:
+                prep(kind, self.category.get(oid, ""), vms, K, size, None)
+
+    def seen_surface(self, oid: int) -> Tensor:
+        """Points [P,3] (internal frame, CPU) of object oid's surface as the training views see it: the rendered
+        expected depth back-projected over the object's mask pixels (eroded by one pixel: silhouette pixels mix
+        depths) where the render is opaque (alpha > 0.9). Measured once per stage."""
+        return self._per_stage(("surface", oid), lambda: self._measure_surface(oid))
+
+    def _measure_surface(self, oid: int) -> Tensor:
+        s, tr = self.tr.scene, self.tr
+        if s.instance is None:
+            return torch.zeros(0, 3)
+        ys, xs = torch.meshgrid(torch.arange(s.height) + 0.5, torch.arange(s.width) + 0.5, indexing="ij")
+        pts = []
+        with torch.no_grad():
+            for i in s.train_idx:
+                m = s.instance[i] == oid
+                if int(m.sum()) < 9:
+                    continue
+                r = render(tr.params, s.viewmats[[i]].to(tr.device), s.Ks[[i]].to(tr.device), s.width, s.height,
+                           normals=False, backend=tr.cfg.train.backend)
+                d, a = r.depth[0, ..., 0].cpu(), r.alpha[0, ..., 0].cpu()
+                m = m & (a > 0.9)
+                inner = torch.zeros_like(m)
+                inner[1:-1, 1:-1] = m[1:-1, 1:-1] & m[:-2, 1:-1] & m[2:, 1:-1] & m[1:-1, :-2] & m[1:-1, 2:]
+                K, vm = s.Ks[i].float(), s.viewmats[i].float()
+                pc = torch.stack([(xs - K[0, 2]) / K[0, 0] * d, (ys - K[1, 2]) / K[1, 1] * d, d], -1)[inner]
+                pts.append((pc - vm[:3, 3]) @ vm[:3, :3])  # camera -> internal: R^T (x - t)
+        return torch.cat(pts) if pts else torch.zeros(0, 3)
 
     def upright_box(self, oid: int):
         """The object's box in an upright frame: (centre [3] internal, extents [3] along the basis, basis
-        [3,3] whose rows are two horizontal axes and the scene's up). The horizontal axes are the yaw that
+        [3,3] whose rows are two horizontal axes and the scene's up, on_floor: its bottom is the floor). The horizontal axes are the yaw that
         gives the smallest horizontal box (a box-shaped object's faces). Extents are the 2-98% quantiles of
-        the centres padded by 3 median Gaussian sizes (the centres of a surface's Gaussians sit inside it:
-        a 0.40 m ball's span 0.32 m). Known bias: the visual hull leaves never-seen Gaussians below the
-        floor, so the vertical extent is too large (0.49 m for a 0.35 m box in the benchmark scenes).
-        Measured once per stage, like _box."""
+        the centres padded by 1.5 median Gaussian sizes on each side (the centres of a surface's Gaussians sit
+        inside it: a 0.40 m ball's span 0.32 m). The visual hull leaves never-seen Gaussians below the floor
+        (0.49 m tall for a 0.35 m box in the benchmark scenes): a box that reaches below the background's
+        floor (self.floor) stands on it instead. Measured once per stage, like _box."""
         return self._per_stage(("upright", oid), lambda: self._measure_upright_box(oid))
 
     def _measure_upright_box(self, oid: int):
@@ -267,8 +311,19 @@ class PriorStages:
         ax = best[1]
         B = torch.stack([ax[0, 0] * a + ax[0, 1] * b, ax[1, 0] * a + ax[1, 1] * b, up])
         u = pts @ B.T
-        lo, hi = torch.quantile(u, 0.02, dim=0), torch.quantile(u, 0.98, dim=0)
-        return B.T @ ((lo + hi) / 2), hi - lo + 3 * float(size.median()), B
+        pad = 1.5 * float(size.median())
+        lo, hi = torch.quantile(u, 0.02, dim=0) - pad, torch.quantile(u, 0.98, dim=0) + pad
+        floor = self.floor
+        if floor is not None:  # the hull below the floor is never-seen volume: the object stands on the floor
+            n, d = torch.tensor(floor[0], dtype=u.dtype), float(floor[1])
+            mid = B.T @ torch.cat([(lo[:2] + hi[:2]) / 2, torch.zeros(1)])
+            h = (d - float(n @ mid)) / max(float(n @ up), 1e-6)  # floor height under the box's centre
+            on_floor = float(lo[2]) < h < float(hi[2])
+            if on_floor:
+                lo[2] = h
+        else:
+            on_floor = False
+        return B.T @ ((lo + hi) / 2), hi - lo, B, on_floor
 
     def appearance_sds(self, progress: float) -> Dict[str, Tensor]:
         c = self.cfg

@@ -251,6 +251,35 @@ def _seen_colours(pts: np.ndarray, normal: np.ndarray, views, tol: float, radius
 
 
 @torch.no_grad()
+def background_planes(params, scene, plane_thresh: float):
+    """RANSAC planes of the opaque background Gaussians: (indices [P] of those Gaussians, their centres [P,3],
+    up [3], camera centres [C,3], planes), all numpy float64 in the internal frame; None with fewer than 50.
+    plane_thresh: inlier distance as a fraction of their median distance to the cameras' centroid."""
+    lab = params["labels"].detach().cpu()
+    op = torch.sigmoid(params["opacities"].detach().cpu())
+    bg = torch.nonzero((lab == 0) & (op > 0.5))[:, 0].numpy()
+    if len(bg) < 50:
+        return None
+    pts = params["means"].detach().cpu().double().numpy()[bg]
+    up = scene.up.double().numpy()
+    up = up / np.linalg.norm(up)
+    cams = scene.camera_centres().double().numpy()
+    radius = float(np.median(np.linalg.norm(pts - cams.mean(0), axis=1)))
+    planes = fit_planes(pts, up, cams.mean(0), plane_thresh * radius, seed=0)
+    return bg, pts, up, cams, planes
+
+
+def floor_plane(params, scene, plane_thresh: float = 0.03, min_floor: float = 0.10) -> Optional[Plane]:
+    """The background's best-supported floor plane (normal towards the cameras), or None when no plane facing
+    up holds min_floor of the opaque background Gaussians."""
+    found = background_planes(params, scene, plane_thresh)
+    if found is None:
+        return None
+    pts, planes = found[1], found[4]
+    floors = [p for p in planes if p.kind == "floor" and len(p.inliers) >= min_floor * max(1, len(pts))]
+    return _best(floors) if floors else None
+
+
 def complete_room(params, scene, cfg, force: Optional[bool] = None) -> Dict:
     """Snap seen background Gaussians onto the room's planes and add Gaussians where no photo saw the room
     (module docstring). params: the trainer's dict (changed in place: the caller rebuilds its optimizers).
@@ -267,19 +296,11 @@ def complete_room(params, scene, cfg, force: Optional[bool] = None) -> Dict:
     mode = cfg.completion if force is None else ("on" if force else "off")
     if mode == "off":
         return {"completion": "off"}
-    lab = params["labels"].detach().cpu()
-    op = torch.sigmoid(params["opacities"].detach().cpu())
-    bg = torch.nonzero((lab == 0) & (op > 0.5))[:, 0].numpy()
-    if len(bg) < 50:
+    found = background_planes(params, scene, cfg.plane_thresh)
+    if found is None:
         return {"completion": "skipped: fewer than 50 opaque background Gaussians"}
+    bg, pts, up, cams, planes = found
     means = params["means"].detach().cpu().double().numpy()
-    pts = means[bg]
-    up = scene.up.double().numpy()
-    up = up / np.linalg.norm(up)
-    cams = scene.camera_centres().double().numpy()
-    radius = float(np.median(np.linalg.norm(pts - cams.mean(0), axis=1)))
-    thresh = cfg.plane_thresh * radius
-    planes = fit_planes(pts, up, cams.mean(0), thresh, seed=0)
     box = room_box(planes, pts, cams, up, force=mode == "on")
     report: Dict = {"completion": mode, "planes": [{"kind": p.kind, "normal": np.round(p.normal, 4).tolist(),
                                                     "offset": round(p.offset, 5), "inliers": int(len(p.inliers))}
