@@ -152,7 +152,7 @@ class PriorConfig:
     pixel_weighting: bool = True  # per-pixel SDS weights w(V) from the rendered visibility V (DP-Recon)
     none_vis_max: float = 20.0  # w(V) at V = 0 (geometry.yaml none_vis_region_max)
     vis_max: float = 0.1  # w(V) at V = 0.5+ is vis_max (2 - 2V) (geometry.yaml vis_region_max; paper: 1)
-    gaussian_gate: float = 0.0  # > 0: Gaussians with v >= this get no SDS gradient (binary; ours, off)
+    gaussian_gate: float = 0.5  # > 0: Gaussians with v >= this get no SDS gradient (binary; ours; 0 = off)
     vis_grid_resolution: int = 48  # cells per side of each label's frozen visibility grid
     # means LR at each prior stage's start (x scene scale): 10% of 3DGS's initial 1.6e-4. Stage 1 decays it
     # to 1%, where 2000 Adam steps move a mean by ~3e-3 of the scene and SDS cannot move surfaces; at 100%
@@ -164,6 +164,13 @@ class PriorConfig:
     fill: float = 0.8  # the object's longest side fills ~80% of the view
     background_fovy: List[float] = field(default_factory=lambda: [70.0, 85.0])  # background cameras' FoV, degrees
     background_geometry: bool = True  # background geometry SDS (never background appearance SDS)
+    # bounded densification in the geometry stage (ours; DP-Recon's SDF needs none): every densify_every steps,
+    # an object's Gaussians inside its box with the largest mean SDS position gradients are cloned (small) or
+    # split (large): at most densify_frac of its count each time, until densify_stop of the stage, under
+    # train.cap_max. 0 = off
+    densify_every: int = 50
+    densify_frac: float = 0.05
+    densify_stop: float = 0.8
 
 
 @dataclass

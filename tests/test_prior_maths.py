@@ -191,7 +191,7 @@ def test_geometry_stage_moves_means_outward(demo_trainer):
         for name, lr in (("prior.lr_means", cfg.prior.lr_means), ("stage-1 final", cfg.train.lr_means * 0.01)):
             tr._load_state(copy.deepcopy(state))
             pc = copy.deepcopy(cfg.prior)
-            pc.lr_means = lr
+            pc.lr_means, pc.gaussian_gate = lr, 0.0  # every Gaussian of the ball takes the pull (no gate)
             ps = PriorStages(tr, _SphereTarget(), pc)
             ps.geo_ids = [2]  # the ball
             m = tr.params["labels"] == 2
@@ -207,6 +207,46 @@ def test_geometry_stage_moves_means_outward(demo_trainer):
         tr._load_state(state)
     assert grow["prior.lr_means"] > GROW_MIN, grow
     assert grow["stage-1 final"] < 0.25 * grow["prior.lr_means"], grow
+
+
+def test_geometry_stage_densifies_inside_the_box_under_the_cap(demo_trainer):
+    """Bounded densification in the geometry stage: the ball pulled outward (the only object with SDS
+    gradients) grows at each event (steps 10, 20, 30 of 40) by at most densify_frac of its count; the other
+    objects and the background keep theirs; the new Gaussians lie in the ball's box; the stage's optimizer
+    steps run on the grown tensors. With train.cap_max at the current count nothing is added."""
+    import copy
+
+    from gs_recon.train.prior import PriorStages
+
+    tr, cfg = demo_trainer
+    state = copy.deepcopy(tr.state_dict())
+    counts = lambda: torch.bincount(tr.params["labels"], minlength=4)  # noqa: E731
+    try:
+        pc = copy.deepcopy(cfg.prior)
+        pc.densify_every, pc.densify_frac = 10, 0.05
+        ps = PriorStages(tr, _SphereTarget(), pc)
+        ps.geo_ids = [2]
+        n0 = counts()
+        centre, ext, B = ps.upright_box(2)
+        ps.run_geometry(progress=False)
+        n1 = counts()
+        assert tr.step == 240
+        assert n1[2] > n0[2] and n1[2] <= int(n0[2] * 1.05 ** 3) + 3, (n0, n1)
+        assert ps.added == int(n1.sum() - n0.sum()) == int(n1[2] - n0[2])
+        assert torch.equal(n1[[0, 1, 3]], n0[[0, 1, 3]])
+        u = (tr.params["means"].detach()[tr.params["labels"] == 2] - centre) @ B.T
+        assert ((u.abs() <= 0.6 * ext).all(1)).float().mean() > 0.98
+        assert tr.optimizers["means"].state[tr.params["means"]]["exp_avg"].shape == tr.params["means"].shape
+        # under the cap: no room, no growth
+        tr._load_state(copy.deepcopy(state))
+        tr.cfg.train.cap_max = int(tr.params["means"].shape[0])
+        ps = PriorStages(tr, _SphereTarget(), pc)
+        ps.geo_ids = [2]
+        ps.run_geometry(progress=False)
+        assert ps.added == 0 and torch.equal(counts(), n0)
+    finally:
+        tr.cfg.train.cap_max = cfg.train.cap_max
+        tr._load_state(state)
 
 
 GROW_MIN = 0.0004  # metres in 40 steps (measured 0.61 mm; 0.06 mm at the old 1%); linear, ~2 cm over 2000 steps
@@ -267,31 +307,35 @@ def test_exemplar_renders_and_exact_denoiser(tmp_path):
 
 
 def test_exemplar_registration_recovers_a_partly_seen_box():
-    """ICP with per-axis scale on a 0.30 x 0.40 x 0.25 box standing on the floor (z = 0), displaced by
-    (0.03, -0.02), seen only on three faces (+x, +y, top). The exemplar has the box's proportions at another
-    size (0.6 x 0.8 x 0.5). Started from a box fit 20% too large, centred wrongly: the seen faces place the
-    +x, +y and top sides, the floor the bottom, the exemplar's proportions the unseen -x and -y sides: size and
-    position within 5 mm. Without the floor the top is still placed (seen) and the residual is small."""
+    """ICP with per-axis scale on a 0.30 x 0.40 x 0.25 box displaced by (0.03, -0.02, 0.01). The exemplar has
+    the box's proportions at another size (0.6 x 0.8 x 0.5); the start is a box fit 20% too large, centred
+    wrongly. Seen on +x, -x, +y and the top: the two x faces fix the size along x, the exemplar's proportions
+    carry it to the unseen -y side and the bottom: size and position within 5 mm (8 cm off at the start).
+    Seen on +x, +y and the top
+    only (no axis seen on both sides) the seen faces are still placed to 5 mm and the residual is small."""
     import trimesh
 
     from gs_recon.guidance.exemplar import register
 
-    ex = trimesh.creation.box((0.6, 0.8, 0.5))
-    q = np.asarray(ex.sample(4000, seed=0))
-    ext, off = np.array([0.30, 0.40, 0.25]), np.array([0.03, -0.02, 0.125])
+    q = np.asarray(trimesh.creation.box((0.6, 0.8, 0.5)).sample(4000, seed=0))
+    ext, off = np.array([0.30, 0.40, 0.25]), np.array([0.03, -0.02, 0.01])
     rng = np.random.default_rng(1)
-    faces = []
-    for ax in range(3):  # the +x, +y and +z faces
-        f = rng.uniform(-0.5, 0.5, (800, 3))
-        f[:, ax] = 0.5
-        faces.append(f * ext + off)
-    data = np.concatenate(faces)
+
+    def faces(*which):
+        out = []
+        for ax, side in which:
+            f = rng.uniform(-0.5, 0.5, (800, 3))
+            f[:, ax] = 0.5 * side
+            out.append(f * ext + off)
+        return np.concatenate(out)
+
     start = 1.2 * ext / np.array([0.6, 0.8, 0.5])
-    s, t, res = register(q, data, start, floor=0.0)
+    s, t, res = register(q, faces((0, 1), (0, -1), (1, 1), (2, 1)), start)
     assert np.abs(s * [0.6, 0.8, 0.5] - ext).max() < 0.005 and np.abs(t - off).max() < 0.005, (s, t)
     assert res < 0.008  # the model is 4000 samples ~1 cm apart
-    s2, t2, res2 = register(q, data, start)
-    assert abs(t2[2] + s2[2] * 0.25 - (off[2] + 0.125)) < 0.005  # the seen top
+    s2, t2, res2 = register(q, faces((0, 1), (1, 1), (2, 1)), start)
+    placed = t2 + s2 * np.array([0.3, 0.4, 0.25])  # the +x, +y and top faces of the fit
+    assert np.abs(placed - (off + ext / 2)).max() < 0.005, placed
     assert res2 < 0.008
 
 

@@ -97,6 +97,8 @@ class PriorStages:
         self.gen = torch.Generator().manual_seed(trainer.cfg.train.seed + 17)
         self._rr = 0
         self._stage_cache: Dict = {}  # _per_stage: object indices and boxes, measured once per stage
+        self._grad_acc: Optional[Tensor] = None
+        self.added = 0  # Gaussians added by the geometry stage's densification  # [N, 2] geometry stage: summed |SDS d loss / d mean|, count
         self.history: List[int] = []  # round-robin indices this rank took (tests check the sharding)
         from .. import dist
 
@@ -212,9 +214,63 @@ class PriorStages:
         v = self.vis_grid.query_label(sub["means"], oid)
         if self.cfg.gaussian_gate > 0:
             sub = scale_gaussian_grads(sub, (v < self.cfg.gaussian_gate).float(), self.tr.trainable)
+        if self._grad_acc is not None and sub["means"].requires_grad:
+            sub["means"].register_hook(lambda g, idx=idx: self._accumulate(idx, g))
         dev = self.tr.device
         return render(sub, vms.to(dev), Ks.to(dev), size, size, sh_degree=sh_degree, background=background,
                       extra=v[:, None], backend=self.tr.cfg.train.backend)
+
+    # ------------------------------------------------------------------ bounded densification (geometry stage)
+    def _accumulate(self, idx: Tensor, g: Tensor) -> None:
+        """Hook on an object-alone render's means: per Gaussian, sum |grad| [n] and count the steps."""
+        with torch.no_grad():
+            self._grad_acc.index_add_(0, idx, torch.stack([g.norm(dim=1), torch.ones_like(g[:, 0])], 1))
+
+    def densify(self, local_step: int, iters: int) -> int:
+        """Every prior.densify_every steps until densify_stop of the stage: per object, of its Gaussians whose
+        centres lie inside its box, those with the largest mean SDS position gradient (at most densify_frac
+        of its count, under train.cap_max) are duplicated (largest axis <= 1% of the scene scale, as gsplat's
+        grow_scale3d) or split in two (larger). Returns how many Gaussians were added."""
+        from gsplat.strategy.ops import duplicate, split
+
+        from .. import dist
+
+        c, tr = self.cfg, self.tr
+        if c.densify_every <= 0 or dist.active():  # ranks would decide differently: off when data-parallel
+            return 0
+        n = tr.params["means"].shape[0]
+        if self._grad_acc is None or self._grad_acc.shape[0] != n:
+            self._grad_acc = torch.zeros(n, 2, device=tr.params["means"].device)
+            return 0
+        if local_step == 0 or local_step % c.densify_every or local_step > c.densify_stop * iters:
+            return 0
+        room = tr.cfg.train.cap_max - n
+        pick = torch.zeros(n, dtype=torch.bool, device=self._grad_acc.device)
+        with torch.no_grad():
+            mean_g = self._grad_acc[:, 0] / self._grad_acc[:, 1].clamp(min=1)
+            for oid in self.objects:
+                idx = self._index(oid)
+                centre, ext, B = (t.to(idx.device, torch.float32) for t in self.upright_box(oid))
+                u = (tr.params["means"][idx] - centre) @ B.T
+                inside = (u.abs() <= ext / 2).all(1) & (self._grad_acc[idx, 1] > 0)
+                k = min(int(c.densify_frac * len(idx)), int(inside.sum()), max(0, room - int(pick.sum())))
+                if k > 0:
+                    g = torch.where(inside, mean_g[idx], torch.full_like(mean_g[idx], -1.0))
+                    pick[idx[torch.topk(g, k).indices]] = True
+            big = torch.exp(tr.params["scales"]).max(1).values > 0.01 * tr.scene_scale
+        added = int(pick.sum())
+        if added:
+            is_split = pick & big
+            duplicate(tr.params, tr.optimizers, tr.strategy_state, pick & ~big)
+            # duplicate appended rows: extend the split mask with False for them
+            split(tr.params, tr.optimizers, tr.strategy_state,
+                  torch.cat([is_split, torch.zeros(int((pick & ~big).sum()), dtype=torch.bool, device=pick.device)]))
+            tr.set_trainable(tr.trainable)
+            tr.snapshot_good()
+            for key in [k for k in self._stage_cache if k[0] == "index"]:
+                del self._stage_cache[key]
+        self._grad_acc = torch.zeros(tr.params["means"].shape[0], 2, device=tr.params["means"].device)
+        return added
 
     def _pick(self) -> int:
         """Round-robin index of this step's object; with several ranks, each rank takes its own shard."""
@@ -284,7 +340,7 @@ class PriorStages:
 
     def upright_box(self, oid: int):
         """The object's box in an upright frame: (centre [3] internal, extents [3] along the basis, basis
-        [3,3] whose rows are two horizontal axes and the scene's up, on_floor: its bottom is the floor). The horizontal axes are the yaw that
+        [3,3] whose rows are two horizontal axes and the scene's up). The horizontal axes are the yaw that
         gives the smallest horizontal box (a box-shaped object's faces). Extents are the 2-98% quantiles of
         the centres padded by 1.5 median Gaussian sizes on each side (the centres of a surface's Gaussians sit
         inside it: a 0.40 m ball's span 0.32 m). The visual hull leaves never-seen Gaussians below the floor
@@ -318,12 +374,9 @@ class PriorStages:
             n, d = torch.tensor(floor[0], dtype=u.dtype), float(floor[1])
             mid = B.T @ torch.cat([(lo[:2] + hi[:2]) / 2, torch.zeros(1)])
             h = (d - float(n @ mid)) / max(float(n @ up), 1e-6)  # floor height under the box's centre
-            on_floor = float(lo[2]) < h < float(hi[2])
-            if on_floor:
+            if float(lo[2]) < h < float(hi[2]):
                 lo[2] = h
-        else:
-            on_floor = False
-        return B.T @ ((lo + hi) / 2), hi - lo, B, on_floor
+        return B.T @ ((lo + hi) / 2), hi - lo, B
 
     def appearance_sds(self, progress: float) -> Dict[str, Tensor]:
         c = self.cfg
@@ -354,9 +407,16 @@ class PriorStages:
             tr.set_trainable(keys)
         self.refresh_visibility()
         self._clear_caches()
-        tr.fit(start + iters, progress=progress, ckpt_path=ckpt_path, stage=label,
-               step_fn=lambda gen: tr.train_step(gen, extra_losses=lambda: sds((tr.step - start) / max(1, iters)),
-                                                 densify=False, rgb_weight=rgb_weight))
+        grow = keys == GEOMETRY_KEYS and self.cfg.densify_every > 0
+
+        def step(gen):
+            if grow:
+                self.added += self.densify(tr.step - start, iters)
+            return tr.train_step(gen, extra_losses=lambda: sds((tr.step - start) / max(1, iters)), densify=False,
+                                 rgb_weight=rgb_weight)
+
+        tr.fit(start + iters, progress=progress, ckpt_path=ckpt_path, stage=label, step_fn=step)
+        self._grad_acc = None
         return time.time() - t0
 
     def run_geometry(self, progress: bool = True, ckpt_path=None) -> float:
@@ -364,6 +424,9 @@ class PriorStages:
         c = self.cfg
         if c.geometry_iters <= 0 or not self.geo_ids:
             return 0.0
+        if c.densify_every > 0:
+            log.info("geometry prior: densifying every %d steps (<= %.0f%% of an object per event)", c.densify_every,
+                     100 * c.densify_frac)
         return self._run_stage(GEOMETRY_KEYS, self.tr.cfg.train.iterations, c.geometry_iters, "geometry prior",
                                self.geometry_sds, progress, ckpt_path)
 

@@ -138,7 +138,7 @@ class Trainer:
             o.param_groups[0]["lr"] = lrs[k]
         self.strategy_state = self.strategy.initialize_state(scene_scale=self.scene_scale)
         self.set_trainable(trainable)
-        self._good = copy.deepcopy(self.state_dict())
+        self.snapshot_good()
 
     def set_trainable(self, keys) -> None:
         """Only `keys` receive gradients and optimizer steps (stages switch this)."""
@@ -249,13 +249,17 @@ class Trainer:
             if bad:  # local: a shard or an identical data-parallel copy goes back on its own
                 self._restore_good(f"non-finite parameters in {', '.join(bad)} after the update")
                 return {"loss": float("nan")}
-            self._good = copy.deepcopy(self.state_dict())  # deep: state_dict() shares storage on CPU
+            self.snapshot_good()
         with torch.no_grad():
             p = psnr_tensor(out.rgb.detach(), _take(self.gt, idx))
         return {"loss": loss.detach(), "psnr": p, **{k: v.detach() for k, v in losses.items()}}
 
     GOOD_EVERY = 50  # steps between in-memory snapshots of the last good state (NaN guard)
     LOG_EVERY = 10  # steps between reads of the metrics (progress bar, history): the only other host syncs
+
+    def snapshot_good(self) -> None:
+        """The NaN guard's in-memory copy of the current state (also after the Gaussians changed in number)."""
+        self._good = copy.deepcopy(self.state_dict())  # deep: state_dict() shares storage on CPU
 
     def _skip(self, why: str) -> Dict[str, float]:
         """NaN guard, first line: drop this step's gradients, change nothing, log it."""
