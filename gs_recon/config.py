@@ -164,6 +164,18 @@ class PriorConfig:
     fill: float = 0.8  # the object's longest side fills ~80% of the view
     background_fovy: List[float] = field(default_factory=lambda: [70.0, 85.0])  # background cameras' FoV, degrees
     background_geometry: bool = True  # background geometry SDS (never background appearance SDS)
+    # background inpainting (DP-Recon's route for the unseen background; docs/PRIOR.md): after the appearance
+    # stage, a ring of views from the training cameras' centroid (inpaint_views horizontal + down + up) renders
+    # the background alone; where it is unseen (V < appearance_vis_thresh) or empty, an inpainting diffusion
+    # model paints it once; then inpaint_iters steps fit the background's colours to those images there.
+    # 0 iters = off (default: it needs a second model's weights, ~5 GB, and is unmeasured here)
+    inpaint_model: str = "stabilityai/stable-diffusion-2-inpainting"  # hub id, local folder or "tiny-random"
+    inpaint_iters: int = 0
+    inpaint_views: int = 8
+    inpaint_res: int = 512  # square views; a multiple of 8
+    inpaint_steps: int = 25  # DDIM steps
+    inpaint_guidance: float = 7.5  # classifier-free guidance of the inpainting model
+    inpaint_lambda: float = 1.0  # L1 weight of the painted pixels next to the reconstruction losses
     # bounded densification in the geometry stage (ours; DP-Recon's SDF needs none): every densify_every steps,
     # an object's Gaussians inside its box with the largest mean SDS position gradients are cloned (small) or
     # split (large): at most densify_frac of its count each time, until densify_stop of the stage, under
@@ -319,6 +331,15 @@ def validate(cfg: Config) -> Config:
     if not (m == "tiny-random" or (m.startswith("exemplar:") and len(m) > 9) or Path(m).expanduser().exists()
             or m.startswith((".", "/", "~")) or re.fullmatch(r"[\w.-]+/[\w.-]+", m)):
         raise SceneError(f"--prior.model {m!r}: expected {', '.join(MODEL_FORMS)}")
+    p = cfg.prior
+    if p.inpaint_iters > 0:
+        m = p.inpaint_model
+        if not (m == "tiny-random" or Path(m).expanduser().exists() or m.startswith((".", "/", "~"))
+                or re.fullmatch(r"[\w.-]+/[\w.-]+", m)):
+            raise SceneError(f"--prior.inpaint_model {m!r}: expected a hub id (owner/name), a local diffusers folder "
+                             "or tiny-random")
+        if p.inpaint_res % 8 or p.inpaint_res < 8:
+            raise SceneError(f"--prior.inpaint_res {p.inpaint_res}: must be a positive multiple of 8 (the VAE's)")
     return cfg
 
 

@@ -41,6 +41,14 @@ def run(scene_dir: str | Path, cfg: Config, resume: bool = False, progress: bool
 
         guidance = load_guidance(cfg.prior.model, cfg.prior.guidance_scale, pick_device(cfg.train.device),
                                  cfg.prior.fp16)
+    inpainter = None
+    if cfg.guidance == "sd" and cfg.prior.inpaint_iters > 0:  # the same: a missing model fails before training
+        from .guidance.inpaint import load_inpainter
+        from .train.recon import pick_device
+
+        p = cfg.prior
+        inpainter = load_inpainter(p.inpaint_model, pick_device(cfg.train.device), p.fp16, p.inpaint_guidance,
+                                   p.inpaint_steps)
     from . import dist
     from .train.recon import pick_device
 
@@ -55,7 +63,8 @@ def run(scene_dir: str | Path, cfg: Config, resume: bool = False, progress: bool
     trainer = Trainer(scene, cfg, out)
     live = open_live_viewer(scene, cfg) if main else None
     try:
-        manifest = _train_and_write(scene_dir, scene, cfg, out, trainer, guidance, resume, progress, live, t_start)
+        manifest = _train_and_write(scene_dir, scene, cfg, out, trainer, guidance, resume, progress, live, t_start,
+                                    inpainter)
     except BaseException:
         if live is not None:
             live.stop()
@@ -81,7 +90,7 @@ def open_live_viewer(scene, cfg: Config):
 
 
 def _train_and_write(scene_dir, scene, cfg: Config, out: Path, trainer, guidance, resume: bool, progress: bool,
-                     live, t_start: float) -> Dict:
+                     live, t_start: float, inpainter=None) -> Dict:
     """Stages, evaluation, exports, meshes and scene.json (rank 0); the other ranks return after training."""
     from . import dist
 
@@ -123,7 +132,7 @@ def _train_and_write(scene_dir, scene, cfg: Config, out: Path, trainer, guidance
     if guidance is not None:
         from .train.prior import PriorStages
 
-        stages = PriorStages(trainer, guidance, cfg.prior)
+        stages = PriorStages(trainer, guidance, cfg.prior, inpainter)
         timings.update(stages.run(progress=progress and main, ckpt_path=ckpt))
         if dist.active():
             _check_ranks_agree(trainer.params, stages.history)

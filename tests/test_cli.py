@@ -53,6 +53,10 @@ def test_every_config_field_round_trips_from_the_command_line():
         for k, cs in cases.items():
             if k == "prior.model":  # its value has forms (validate()): hub ids and folders
                 cs = [(["a/b"], "a/b"), (["tiny-random"], "tiny-random"), (["exemplar:lib"], "exemplar:lib")]
+            if k == "prior.inpaint_model":  # the same (checked when prior.inpaint_iters > 0)
+                cs = [(["a/b"], "a/b"), (["tiny-random"], "tiny-random"), (["c/d"], "c/d")]
+            if k == "prior.inpaint_res":  # a multiple of 8 (checked when prior.inpaint_iters > 0)
+                cs = [(["64"], 64), (["256"], 256), (["8"], 8)]
             tokens, value = cs[i % len(cs)]
             argv += [f"--{k}", *tokens]
             want[k] = value

@@ -75,3 +75,17 @@ def background_cameras(centres: Tensor, scene_centre: Tensor, up: Tensor, n: int
         d = math.cos(el) * (math.cos(az) * a + math.sin(az) * b) + math.sin(el) * upn
         vms.append(look_at(tuple(pos.tolist()), tuple((pos + d).tolist()), up=tuple(upn.tolist())))
     return torch.stack(vms), _K(fy, size)
+
+
+def panorama_cameras(centre, a, b, up, n: int, width: int, height: int, vertical: bool = True) -> Tuple[Tensor, Tensor]:
+    """Views from one point: n horizontal directions (azimuth 2 pi i / n from axis a towards b) plus, with
+    `vertical`, straight down and straight up; 90-degree vertical FoV, so a room seen from inside is covered.
+    centre, a, b, up: [3] each (a, b horizontal unit axes, up unit). -> viewmats [n(+2),4,4], Ks [n(+2),3,3]."""
+    c, a, b, up = (torch.as_tensor(v, dtype=torch.float64) for v in (centre, a, b, up))
+    vms = [look_at(tuple(c.tolist()), tuple((c + math.cos(2 * math.pi * i / n) * a + math.sin(2 * math.pi * i / n) * b)
+                                            .tolist()), up=tuple(up.tolist())) for i in range(n)]
+    if vertical:  # floor and ceiling: the "up" of these views is a horizontal axis
+        vms += [look_at(tuple(c.tolist()), tuple((c + d).tolist()), up=tuple(a.tolist())) for d in (-up, up)]
+    f = 0.5 * height / math.tan(math.radians(45))
+    K = torch.tensor([[f, 0, width / 2], [0, f, height / 2], [0, 0, 1.0]])
+    return torch.stack(vms).float(), K[None].repeat(len(vms), 1, 1)

@@ -91,15 +91,20 @@ class SDSGuidance(SDSBase):
             self._emb[prompt] = self.text_encoder(tok.input_ids.to(self.device))[0].to(self.dtype)
         return self._emb[prompt]
 
+    def guided_eps(self, unet_in: Tensor, t: Tensor, prompt: str, scale: float) -> Tensor:
+        """Classifier-free guidance: eps_u + scale (eps_c - eps_u) from one UNet call on the batch twice.
+        unet_in [B,C,h,w] (C = 4 for SD, 9 for an inpainting UNet), t [B] -> [B,4,h,w]."""
+        B = unet_in.shape[0]
+        emb = self.embed(prompt)
+        ctx = torch.cat([emb[:1].expand(B, -1, -1), emb[1:].expand(B, -1, -1)])
+        out = self.unet(torch.cat([unet_in, unet_in]).to(self.dtype), torch.cat([t, t]), encoder_hidden_states=ctx).sample
+        eps_u, eps_c = out.float().chunk(2)
+        return eps_u + scale * (eps_c - eps_u)
+
     @torch.no_grad()
     def predict_noise(self, z_t: Tensor, t: Tensor, prompt: str) -> Tensor:
         """Classifier-free-guided noise prediction eps_hat [B,4,h,w] for noisy latents z_t at t [B]."""
-        B = z_t.shape[0]
-        emb = self.embed(prompt)
-        ctx = torch.cat([emb[:1].expand(B, -1, -1), emb[1:].expand(B, -1, -1)])
-        out = self.unet(torch.cat([z_t, z_t]).to(self.dtype), torch.cat([t, t]), encoder_hidden_states=ctx).sample
-        eps_u, eps_c = out.float().chunk(2)
-        return eps_u + self.guidance_scale * (eps_c - eps_u)
+        return self.guided_eps(z_t, t, prompt, self.guidance_scale)
 
     def encode_images(self, rgb: Tensor) -> Tensor:
         """rgb [B,H,W,3] in [0,1] (H, W multiples of 8) -> latents [B,4,H/8,W/8], differentiable."""
@@ -122,16 +127,24 @@ def load_guidance(model: str, guidance_scale: float = 50.0, device="cpu", fp16: 
         from .tiny import tiny_components
 
         return SDSGuidance(*tiny_components(), guidance_scale=guidance_scale, device=dev, dtype=torch.float32)
+    return SDSGuidance(*load_components(model), guidance_scale=guidance_scale, device=dev, dtype=dtype)
+
+
+def load_components(model: str, option: str = "--prior.model", off: str = "--guidance none runs reconstruction only"):
+    """(unet, vae, text_encoder, tokenizer, scheduler) of a diffusers Stable Diffusion model (text-to-image or
+    inpainting) from a hub id (HF cache first, then one download attempt) or a local folder. Raises SceneError,
+    naming the model, how to provide it (`option` takes a folder) and how to do without (`off`), when the
+    weights are not available."""
     try:
         from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
         from transformers import CLIPTextModel, CLIPTokenizer
     except ImportError as e:
-        raise SceneError(f"--guidance sd needs diffusers and transformers ({e.name} missing): "
+        raise SceneError(f"{option} {model} needs diffusers and transformers ({e.name} missing): "
                          "pip install -e '.[prior]'") from None
     local = Path(model).expanduser()
     is_path = local.exists() or model.startswith((".", "/", "~"))
     if is_path and not (local / "unet").is_dir():
-        raise SceneError(f"{local}: not a diffusers Stable Diffusion folder (no unet/); point --prior.model at "
+        raise SceneError(f"{local}: not a diffusers Stable Diffusion folder (no unet/); point {option} at "
                          "a folder saved with save_pretrained, or at a hub id such as stabilityai/stable-diffusion-2-1-base")
     src = str(local) if is_path else model
     kw = {} if is_path else {"local_files_only": True}
@@ -156,8 +169,8 @@ def load_guidance(model: str, guidance_scale: float = 50.0, device="cpu", fp16: 
                 f"diffusion model '{model}' is not available offline and could not be downloaded "
                 f"({type(e).__name__}). Get it once on a machine with internet: "
                 f"`huggingface-cli download {model}` (fills the HF cache, ~/.cache/huggingface), or pass "
-                "--prior.model /path/to/a/diffusers/folder; --guidance none runs reconstruction only") from None
-    return SDSGuidance(*parts, guidance_scale=guidance_scale, device=dev, dtype=dtype)
+                f"{option} /path/to/a/diffusers/folder; {off}") from None
+    return parts
 
 
 def prompts_for(scene, stage: str = "geometry") -> Dict[int, str]:

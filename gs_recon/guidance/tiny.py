@@ -33,15 +33,16 @@ class HashTokenizer:
         return out
 
 
-def tiny_components(seed: int = 0):
+def tiny_components(seed: int = 0, in_channels: int = 4):
     """(unet, vae, text_encoder, tokenizer, scheduler) with SD 1.x/2.x shapes: 4 latent channels,
-    VAE downsampling 8, cross-attention on CLIP-like text features, DDPM scaled-linear schedule."""
+    VAE downsampling 8, cross-attention on CLIP-like text features, DDPM scaled-linear schedule.
+    in_channels 9: an inpainting UNet (noisy latent, mask, masked-image latent), as SD 2 inpainting's."""
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
     torch.manual_seed(seed)
     unet = UNet2DConditionModel(
-        sample_size=8, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(16, 32),
+        sample_size=8, in_channels=in_channels, out_channels=4, layers_per_block=1, block_out_channels=(16, 32),
         down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
         cross_attention_dim=32, attention_head_dim=4, norm_num_groups=8,
     )

@@ -51,19 +51,13 @@ def room_cameras(room: Dict, n: int, W: int, H: int):
     """Inward views of a completed room (train/room.py's box): from its centre at mid-height, n horizontal
     directions plus straight down and up, 90-degree vertical FoV, so every face is seen. -> viewmats [n+2,4,4]
     (internal frame), Ks [n+2,3,3]."""
+    from ..guidance.cameras import panorama_cameras
+
     box = room["box"]
     o, ax, size = (np.asarray(box[k], dtype=np.float64) for k in ("origin", "axes", "size"))
     a, b, up = ax
     c = o + a * size[0] / 2 + b * size[1] / 2 + up * size[2] / 2
-    f = 0.5 * H / math.tan(math.radians(45))
-    vms = []
-    for i in range(n):
-        az = 2 * math.pi * i / n
-        vms.append(look_at(tuple(c), tuple(c + math.cos(az) * a + math.sin(az) * b), up=tuple(up)))
-    for d, ref in ((-up, a), (up, a)):  # floor and ceiling: the "up" of these views is a horizontal axis
-        vms.append(look_at(tuple(c), tuple(c + d), up=tuple(ref)))
-    K = torch.tensor([[f, 0, W / 2], [0, f, H / 2], [0, 0, 1.0]])
-    return torch.stack(vms).float(), K[None].repeat(len(vms), 1, 1)
+    return panorama_cameras(c, a, b, up, n, W, H)
 
 
 @torch.no_grad()

@@ -87,8 +87,8 @@ def geometry_latent(normals_cv: Tensor, alpha: Tensor) -> Tensor:
 class PriorStages:
     """Drives stages 2 and 3 on a reconstruction Trainer with an SDSGuidance."""
 
-    def __init__(self, trainer, guidance: SDSGuidance, cfg: PriorConfig):
-        self.tr, self.g, self.cfg = trainer, guidance, cfg
+    def __init__(self, trainer, guidance: SDSGuidance, cfg: PriorConfig, inpainter=None):
+        self.tr, self.g, self.cfg, self.inpainter = trainer, guidance, cfg, inpainter
         s = trainer.scene
         self.prompts, self.app_prompts = prompts_for(s), prompts_for(s, "appearance")
         self.category = {o.id: o.category for o in s.objects}
@@ -439,10 +439,64 @@ class PriorStages:
                                "appearance prior", self.appearance_sds, progress, ckpt_path,
                                rgb_weight=c.appearance_rgb_lambda)
 
+    # ------------------------------------------------------------------ background inpainting
+    def inpaint_targets(self) -> Dict[str, Tensor]:
+        """The painted views, made once (kept in the checkpoint, so a resumed run fits the same images):
+        viewmats [V,4,4], Ks [V,3,3], rgb [V,R,R,3], mask [V,R,R,1] (1 = painted: unseen or empty background),
+        fit [V,R,R,1] (painted and covered by background Gaussians: where the colour fit applies)."""
+        tr, c = self.tr, self.cfg
+        if "inpaint" not in tr.extra:
+            import time
+
+            from ..guidance.cameras import _basis, panorama_cameras
+
+            t0 = time.time()
+            a, b, up = _basis(tr.scene.up.float())
+            vms, Ks = panorama_cameras(tr.scene.camera_centres().mean(0), a, b, up, c.inpaint_views, c.inpaint_res,
+                                       c.inpaint_res)
+            with torch.no_grad():
+                out = self.render_alone(0, vms, Ks, c.inpaint_res, sh_degree=tr.cfg.model.sh_degree,
+                                        background=tr.bg)
+                covered = (out.alpha >= 0.5).cpu()
+                mask = ((out.extra.cpu() < c.appearance_vis_thresh) | ~covered).float()
+                rgb = out.rgb.clamp(0, 1).cpu()
+            painted = self.inpainter(rgb, mask, prompts_for(tr.scene)[0], self.gen)
+            # colours can only be fitted where background Gaussians are: painted and covered
+            tr.extra["inpaint"] = {"viewmats": vms, "Ks": Ks, "rgb": painted, "mask": mask,
+                                   "fit": mask * covered.float()}
+            log.info("background inpainting: %d views at %d px, %.0f%% of their pixels painted, %.0f%% fitted "
+                     "(%.1f s)", len(vms), c.inpaint_res, 100 * float(mask.mean()),
+                     100 * float(tr.extra["inpaint"]["fit"].mean()), time.time() - t0)
+        return tr.extra["inpaint"]
+
+    def inpaint_loss(self, progress: float) -> Dict[str, Tensor]:
+        """L1 between the background rendered alone and the painted images, over the painted pixels that
+        background Gaussians cover ('fit'; prior.views_per_step views per step)."""
+        c, tr = self.cfg, self.tr
+        t = self.inpaint_targets()
+        pick = torch.randint(0, len(t["rgb"]), (c.views_per_step,), generator=self.gen)
+        out = self.render_alone(0, t["viewmats"][pick], t["Ks"][pick], c.inpaint_res,
+                                sh_degree=tr.cfg.model.sh_degree, background=tr.bg)
+        m = t["fit"][pick].to(out.rgb.device)
+        err = (out.rgb - t["rgb"][pick].to(out.rgb.device)).abs() * m
+        return {"inpaint": c.inpaint_lambda * err.sum() / (3 * m.sum()).clamp(min=1.0)}
+
+    def run_inpaint(self, progress: bool = True, ckpt_path=None) -> float:
+        """Background inpainting after stage 3, up to global step iterations + geometry + appearance + inpaint
+        iters: only colours train (as in stage 3)."""
+        c = self.cfg
+        if c.inpaint_iters <= 0 or self.inpainter is None:
+            return 0.0
+        start = self.tr.cfg.train.iterations + c.geometry_iters + c.appearance_iters
+        return self._run_stage(APPEARANCE_KEYS, start, c.inpaint_iters, "background inpainting", self.inpaint_loss,
+                               progress, ckpt_path)
+
     def run(self, progress: bool = True, ckpt_path=None) -> Dict[str, float]:
-        """Stages 2 and 3 after reconstruction (global steps continue; a resumed run skips what is done)."""
+        """Stages 2 and 3 (and background inpainting) after reconstruction (global steps continue; a resumed run
+        skips what is done)."""
         times = {"geometry_prior_s": self.run_geometry(progress, ckpt_path),
-                 "appearance_prior_s": self.run_appearance(progress, ckpt_path)}
+                 "appearance_prior_s": self.run_appearance(progress, ckpt_path),
+                 "inpaint_prior_s": self.run_inpaint(progress, ckpt_path)}
         self.tr.set_trainable(tuple(self.tr.optimizers))
         self.refresh_visibility()
         return times
