@@ -12,7 +12,9 @@ w(t), per-pixel visibility weights) is the SDS path Stable Diffusion uses (guida
 It needs no weights: a user with a few CAD models of the right kind (DIR/<category>/*.obj|ply|glb|stl,
 +z up) gets completion offline. Its knowledge is exactly those shapes: it pulls an object towards the
 nearest exemplar (after fitting into the object's box), so it cannot invent detail the library lacks.
-It guides geometry only: appearance and background SDS steps get no gradient from it.
+It guides geometry, and appearance where the category's exemplars have colours (texture, vertex or face
+colours; the appearance latent is then the stand-in 2 rgb - 1 averaged over 8 x 8 pixels, for renders and
+exemplars alike, since no VAE exists here); background steps get no gradient from it.
 """
 from __future__ import annotations
 
@@ -52,6 +54,7 @@ class _Exemplar:
         m.apply_translation(-m.bounds.mean(0))
         self.mesh, self.category = m, category
         self.samples = np.asarray(m.sample(4000, seed=0) if _sample_takes_seed() else m.sample(4000))  # [4000,3]
+        self.face_rgb = _face_colours(m)  # [F,3] in [0,1], or None: a mesh without colours
         try:
             from trimesh.ray.ray_pyembree import RayMeshIntersector
         except Exception:  # no embree: trimesh's pure-python intersector (slow)
@@ -61,6 +64,23 @@ class _Exemplar:
     def extents(self, R: np.ndarray) -> np.ndarray:
         """[3] box extents of the mesh rotated by R [3,3]."""
         return np.ptp(self.mesh.vertices @ R.T, axis=0)
+
+
+def _face_colours(m) -> Optional[np.ndarray]:
+    """Per-face RGB [F,3] in [0,1] from a mesh's texture (sampled at its vertices) or vertex/face colours;
+    None when it has none."""
+    kind = getattr(m.visual, "kind", None)
+    if kind is None:
+        return None
+    try:
+        if kind == "face":
+            fc = np.asarray(m.visual.face_colors, dtype=np.float64)[:, :3]
+        else:  # vertex colours (a texture sampled at the vertices' UVs): each face takes its corners' mean
+            vc = np.asarray((m.visual.to_color() if kind == "texture" else m.visual).vertex_colors, dtype=np.float64)
+            fc = vc[np.asarray(m.faces)][..., :3].mean(1)
+    except Exception:  # a texture trimesh cannot sample (no image, no UVs): no colours
+        return None
+    return fc / 255.0 if len(fc) == len(m.faces) else None
 
 
 def _sample_takes_seed() -> bool:
@@ -166,32 +186,37 @@ class ExemplarGuidance(SDSBase):
     # ------------------------------------------------------------------ exemplar renders
     @torch.no_grad()
     def prepare(self, kind: str, category: str, viewmats: Tensor, Ks: Tensor, size: int, box,
-                surface: Optional[Tensor] = None) -> None:
+                surface: Optional[Tensor] = None, background: Optional[Tensor] = None) -> None:
         """Render every exemplar, fitted to the object at each yaw, from the step's cameras viewmats [B,4,4],
-        Ks [B,3,3] (for a size x size image) as geometry latents. box: (centre [3], extents [3], basis [3,3]
-        rows = two horizontal axes and up), internal frame; None: background. surface [P,3]: points of the
-        object's seen surface (internal frame); with it each exemplar x yaw is registered to them (register:
-        per-axis scale and offset, starting from the box), else it is stretched into the box. Fits are kept
-        per (box, surface) pair, i.e. per object and stage."""
+        Ks [B,3,3] (for a size x size latent image): geometry latents for kind "geometry"; for "appearance",
+        the exemplars that have colours (texture, vertex or face colours) as the appearance stand-in latent
+        (encode_images: 2 rgb - 1 averaged over 8 x 8 pixels) over `background` [3]. box: (centre [3], extents
+        [3], basis [3,3] rows = two horizontal axes and up), internal frame; None: background (no guidance).
+        surface [P,3]: points of the object's seen surface (internal frame); with it each exemplar x yaw is
+        registered to them (register: per-axis scale and offset, starting from the box), else it is stretched
+        into the box. Fits are kept per (box, surface) pair, i.e. per object and stage."""
         self.x = self.cond = None
-        what = "background" if box is None else kind
-        if kind != "geometry" or box is None:
-            if not self._warned.get(what):
-                self._warned[what] = True
-                log.warning("exemplar prior: no guidance for %s steps (it knows object geometry only)", what)
+        if box is None:
+            self._warn_once("background", "exemplar prior: no guidance for background steps (it knows objects only)")
             return
-        if category not in self.categories:
-            if not self._warned.get(category):
-                self._warned[category] = True
-                log.warning("exemplar prior: no exemplars of category '%s' (library has %s): that object gets "
-                            "no prior", category, ", ".join(self.categories))
+        lib = [e for e in self.library if kind == "geometry" or e.face_rgb is not None]
+        if category not in {e.category for e in lib}:
+            have = sorted({e.category for e in lib})
+            self._warn_once((kind, category), f"exemplar prior: no {'' if kind == 'geometry' else 'coloured '}"
+                            f"exemplars of category '{category}' (library has {', '.join(have) or 'none'}): that "
+                            f"object gets no {kind} prior")
             return
-        fits = self._fits(box, surface)
+        fit = dict(zip(((id(e), k) for e in self.library for k in range(len(self.yaws))), self._fits(box, surface)))
         rays = self._rays(viewmats, Ks, size)  # the same for every exemplar and yaw
-        self.x = torch.stack([self._render(e, R, c, sc, basis, rays, size)
-                              for (e, R), (c, sc, basis) in zip(((e, R) for e in self.library for R in self.yaws),
-                                                                 fits)]).to(self.device)  # [K, B, 4, h, w]
-        self.cond = torch.tensor([e.category == category for e in self.library for _ in self.yaws], device=self.device)
+        bg = np.zeros(3) if background is None else background.detach().double().cpu().numpy()
+        self.x = torch.stack([self._render(e, R, *fit[(id(e), k)], rays, size, kind, bg)
+                              for e in lib for k, R in enumerate(self.yaws)]).to(self.device)  # [K, B, C, h, w]
+        self.cond = torch.tensor([e.category == category for e in lib for _ in self.yaws], device=self.device)
+
+    def _warn_once(self, key, msg: str) -> None:
+        if not self._warned.get(key):
+            self._warned[key] = True
+            log.warning(msg)
 
     def _fits(self, box, surface: Optional[Tensor]):
         """Per exemplar x yaw (library order): (centre [3], scale [3], basis [3,3]) placing it on the object:
@@ -229,10 +254,13 @@ class ExemplarGuidance(SDSBase):
             rays.append((Rw, -Rw.T @ vm[:3, 3], d_cam, d_cam @ Rw))  # world directions (rows): R^T d
         return rays
 
-    def _render(self, e: _Exemplar, R: np.ndarray, centre, scale, basis, rays, size: int) -> Tensor:
-        """Geometry latent [B,4,size,size] of exemplar e (yawed by R about up, scaled per axis by scale [3]
-        along the upright basis) by ray casting `rays` (from _rays) at supersample x resolution, area-averaged
-        (as the Gaussian render is resized). Canonical -> internal: x = centre + basis^T diag(scale) R x_can."""
+    def _render(self, e: _Exemplar, R: np.ndarray, centre, scale, basis, rays, size: int, kind: str = "geometry",
+                background: Optional[np.ndarray] = None) -> Tensor:
+        """Latent [B,C,size,size] of exemplar e (yawed by R about up, scaled per axis by scale [3] along the
+        upright basis) by ray casting `rays` (from _rays) at supersample x resolution, area-averaged (as the
+        Gaussian render is resized): geometry (C = 4) or its colours over background [3] as 2 rgb - 1 (C = 3;
+        kind "appearance": the appearance latent at 8x lower resolution, supersample samples per latent pixel
+        side instead of 8). Canonical -> internal: x = centre + basis^T diag(scale) R x_can."""
         from ..train.prior import geometry_latent
 
         A = R.T @ np.diag(1.0 / scale) @ basis  # internal -> canonical: x_can = A (x_int - centre)
@@ -244,6 +272,12 @@ class ExemplarGuidance(SDSBase):
             n_cam = np.zeros((S * S, 3))
             hit = np.zeros(S * S, bool)
             tri, ray = e.rmi.intersects_id(np.broadcast_to(o_c, d_c.shape), d_c, multiple_hits=False)
+            if kind != "geometry":
+                col = np.array(np.broadcast_to(background, (S * S, 3)), dtype=np.float64)
+                col[ray] = e.face_rgb[tri]
+                lat = torch.from_numpy(col).float().view(1, S, S, 3).permute(0, 3, 1, 2) * 2 - 1
+                out.append(F.avg_pool2d(lat, self.supersample) if self.supersample > 1 else lat)
+                continue
             if len(ray):
                 n_can = e.mesh.face_normals[tri]  # canonical normals -> internal: A^T n (inverse transpose)
                 n_int = n_can @ A
@@ -287,6 +321,8 @@ class ExemplarGuidance(SDSBase):
         return super().sds_loss(z, prompt, t_range, weight, generator, noise, t)
 
     def encode_images(self, rgb: Tensor) -> Tensor:
-        """Appearance steps: no appearance knowledge; a stand-in latent so the stage runs (zero SDS)."""
+        """Appearance steps: the stand-in latent [B,3,H/8,W/8] = 2 rgb - 1 averaged over 8 x 8 pixels (the
+        coloured exemplars are rendered the same way; objects without coloured exemplars get zero SDS).
+        rgb [B,H,W,3] in [0,1]."""
         x = rgb.permute(0, 3, 1, 2) * 2 - 1
         return F.avg_pool2d(x, 8)

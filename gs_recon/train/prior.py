@@ -306,7 +306,8 @@ class PriorStages:
             K = Ks.clone().float()
             K[:, :2] *= size / render_size
             if oid > 0:
-                prep(kind, self.category.get(oid, ""), vms, K, size, self.upright_box(oid), self.seen_surface(oid))
+                prep(kind, self.category.get(oid, ""), vms, K, size, self.upright_box(oid), self.seen_surface(oid),
+                     background=self.tr.bg if kind == "appearance" else None)
             else:
                 prep(kind, self.category.get(oid, ""), vms, K, size, None)
 
