@@ -142,6 +142,7 @@ def main(argv=None) -> int:
     work = Path(a.work)
     work.mkdir(parents=True, exist_ok=True)
     common = ["mesh.object_mode=open", "mesh.resolution=64", "mesh.orbit_views=12", "mesh.background_resolution=32",
+              "mesh.texture=false",  # geometry is what is measured: no UV unwrap and baking
               "output.export_splat=false", "output.save_test_renders=false", f"train.iterations={a.recon_iters}",
               f"train.refine_stop_iter={int(a.recon_iters * 0.7)}", "train.checkpoint_every=0"]
     prior = ["guidance=sd", f"prior.geometry_iters={a.geometry_iters}", "prior.appearance_iters=0",

@@ -314,30 +314,30 @@ class PriorStages:
     def seen_surface(self, oid: int) -> Tensor:
         """Points [P,3] (internal frame, CPU) of object oid's surface as the training views see it: the rendered
         expected depth back-projected over the object's mask pixels (eroded by one pixel: silhouette pixels mix
-        depths) where the render is opaque (alpha > 0.9). Measured once per stage."""
-        return self._per_stage(("surface", oid), lambda: self._measure_surface(oid))
+        depths) where the render is opaque (alpha > 0.9). Measured once per stage for every object (one render
+        per training view)."""
+        return self._per_stage("surfaces", self._measure_surfaces).get(oid, torch.zeros(0, 3))
 
-    def _measure_surface(self, oid: int) -> Tensor:
+    def _measure_surfaces(self) -> Dict[int, Tensor]:
         s, tr = self.tr.scene, self.tr
         if s.instance is None:
-            return torch.zeros(0, 3)
+            return {}
         ys, xs = torch.meshgrid(torch.arange(s.height) + 0.5, torch.arange(s.width) + 0.5, indexing="ij")
-        pts = []
+        pts: Dict[int, List[Tensor]] = {}
         with torch.no_grad():
             for i in s.train_idx:
-                m = s.instance[i] == oid
-                if int(m.sum()) < 9:
-                    continue
                 r = render(tr.params, s.viewmats[[i]].to(tr.device), s.Ks[[i]].to(tr.device), s.width, s.height,
                            normals=False, backend=tr.cfg.train.backend)
                 d, a = r.depth[0, ..., 0].cpu(), r.alpha[0, ..., 0].cpu()
-                m = m & (a > 0.9)
-                inner = torch.zeros_like(m)
-                inner[1:-1, 1:-1] = m[1:-1, 1:-1] & m[:-2, 1:-1] & m[2:, 1:-1] & m[1:-1, :-2] & m[1:-1, 2:]
                 K, vm = s.Ks[i].float(), s.viewmats[i].float()
-                pc = torch.stack([(xs - K[0, 2]) / K[0, 0] * d, (ys - K[1, 2]) / K[1, 1] * d, d], -1)[inner]
-                pts.append((pc - vm[:3, 3]) @ vm[:3, :3])  # camera -> internal: R^T (x - t)
-        return torch.cat(pts) if pts else torch.zeros(0, 3)
+                cam = torch.stack([(xs - K[0, 2]) / K[0, 0] * d, (ys - K[1, 2]) / K[1, 1] * d, d], -1)
+                for oid in self.objects:
+                    m = (s.instance[i] == oid) & (a > 0.9)
+                    inner = torch.zeros_like(m)
+                    inner[1:-1, 1:-1] = m[1:-1, 1:-1] & m[:-2, 1:-1] & m[2:, 1:-1] & m[1:-1, :-2] & m[1:-1, 2:]
+                    if int(inner.sum()):
+                        pts.setdefault(oid, []).append((cam[inner] - vm[:3, 3]) @ vm[:3, :3])  # R^T (x - t)
+        return {oid: torch.cat(v) for oid, v in pts.items()}
 
     def upright_box(self, oid: int):
         """The object's box in an upright frame: (centre [3] internal, extents [3] along the basis, basis
