@@ -7,7 +7,8 @@ that checkpoint with the geometry-prior stage:
   - reconstruction only (no further steps);
   - exemplar prior with visibility weighting (exemplar library written by the generator: shapes of the
     same kind, never the ones placed);
-  - exemplar prior without visibility weighting (prior.pixel_weighting false: weight 1 everywhere);
+  - exemplar prior without visibility (prior.pixel_weighting false: weight 1 everywhere, and no per-Gaussian
+    gate);
   - exemplar prior of the wrong category (the library's category folders rotated: box gets ball
     exemplars, ...);
   - tiny random UNet (the same steps with a prior that knows nothing: control for the extra steps).
@@ -168,7 +169,8 @@ def main(argv=None) -> int:
             variants = {"reconstruction only": (base, wall)}
             for v, slug, extra in (("exemplar + visibility", "ex_vis", [f"prior.model=exemplar:{lib}"]),
                                    ("exemplar, no visibility", "ex_novis", [f"prior.model=exemplar:{lib}",
-                                                                          "prior.pixel_weighting=false"]),
+                                                                          "prior.pixel_weighting=false",
+                                                                          "prior.gaussian_gate=0"]),
                                    ("exemplar, wrong category", "ex_wrong", [f"prior.model=exemplar:{wrong}"]),
                                    ("tiny random UNet", "tiny", ["prior.model=tiny-random"])):
                 out = work / f"{name}_s{seed}_{slug}"

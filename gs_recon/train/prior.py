@@ -269,6 +269,8 @@ class PriorStages:
             tr.snapshot_good()
             for key in [k for k in self._stage_cache if k[0] == "index"]:
                 del self._stage_cache[key]
+            log.info("geometry prior step %d: %d Gaussians cloned or split inside object boxes (%d in all)",
+                     local_step, added, tr.params["means"].shape[0])
         self._grad_acc = torch.zeros(tr.params["means"].shape[0], 2, device=tr.params["means"].device)
         return added
 
@@ -316,7 +318,7 @@ class PriorStages:
         expected depth back-projected over the object's mask pixels (eroded by one pixel: silhouette pixels mix
         depths) where the render is opaque (alpha > 0.9). Measured once per stage for every object (one render
         per training view)."""
-        return self._per_stage("surfaces", self._measure_surfaces).get(oid, torch.zeros(0, 3))
+        return self._per_stage(("surfaces",), self._measure_surfaces).get(oid, torch.zeros(0, 3))
 
     def _measure_surfaces(self) -> Dict[int, Tensor]:
         s, tr = self.tr.scene, self.tr
