@@ -9,7 +9,7 @@ import copy
 import logging
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import torch
 from torch import Tensor
@@ -80,7 +80,7 @@ class Trainer:
         self._good: Optional[Dict] = None
         self._gen: Optional[torch.Generator] = None  # fit()'s view sampler while it runs (checkpointed)
         self._gen_resume: Optional[Tensor] = None  # a loaded sampler state the next fit() continues from
-        self.extra: Dict[str, Dict[str, Tensor]] = {}  # checkpointed state of later stages (visibility grid)
+        self.extra: Dict[str, Any] = {}  # checkpointed state of later stages (vis. grid, floor, room, inpainting)
         # everything a step reads, resident on the training device (no host-to-device copy per step)
         self.gt = scene.images.to(self.device)
         self.bg = scene.background_color.to(self.device)
