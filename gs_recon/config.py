@@ -324,20 +324,22 @@ MODEL_FORMS = ("a Hugging Face hub id (owner/name, e.g. stabilityai/stable-diffu
 
 
 def validate(cfg: Config) -> Config:
-    """Checks that span a field's type: --prior.model's forms (its other choices are Literal types)."""
+    """Checks that span a field's type: --prior.model's forms (its other choices are Literal types); with
+    background inpainting on, --prior.inpaint_model's forms and --prior.inpaint_res (a multiple of 8)."""
     import re
 
+    def diffusers_ref(m: str) -> bool:  # tiny-random, a hub id or a local folder
+        return (m == "tiny-random" or Path(m).expanduser().exists() or m.startswith((".", "/", "~"))
+                or re.fullmatch(r"[\w.-]+/[\w.-]+", m) is not None)
+
     m = cfg.prior.model
-    if not (m == "tiny-random" or (m.startswith("exemplar:") and len(m) > 9) or Path(m).expanduser().exists()
-            or m.startswith((".", "/", "~")) or re.fullmatch(r"[\w.-]+/[\w.-]+", m)):
+    if not ((m.startswith("exemplar:") and len(m) > 9) or diffusers_ref(m)):
         raise SceneError(f"--prior.model {m!r}: expected {', '.join(MODEL_FORMS)}")
     p = cfg.prior
     if p.inpaint_iters > 0:
-        m = p.inpaint_model
-        if not (m == "tiny-random" or Path(m).expanduser().exists() or m.startswith((".", "/", "~"))
-                or re.fullmatch(r"[\w.-]+/[\w.-]+", m)):
-            raise SceneError(f"--prior.inpaint_model {m!r}: expected a hub id (owner/name), a local diffusers folder "
-                             "or tiny-random")
+        if not diffusers_ref(p.inpaint_model):
+            raise SceneError(f"--prior.inpaint_model {p.inpaint_model!r}: expected a hub id (owner/name), a local "
+                             "diffusers folder or tiny-random")
         if p.inpaint_res % 8 or p.inpaint_res < 8:
             raise SceneError(f"--prior.inpaint_res {p.inpaint_res}: must be a positive multiple of 8 (the VAE's)")
     return cfg

@@ -33,26 +33,22 @@ def run(scene_dir: str | Path, cfg: Config, resume: bool = False, progress: bool
     t_start = time.time()
     if cfg.guidance not in ("none", "sd"):
         raise SceneError(f"--guidance {cfg.guidance}: unknown; use sd (diffusion prior) or none (reconstruction only)")
-    scene = load_scene(scene_dir, cfg.data)
-    guidance = None
-    if cfg.guidance == "sd":  # load first: a missing model fails before any training or output, not after
-        from .guidance.sd import load_guidance
-        from .train.recon import pick_device
-
-        guidance = load_guidance(cfg.prior.model, cfg.prior.guidance_scale, pick_device(cfg.train.device),
-                                 cfg.prior.fp16)
-    inpainter = None
-    if cfg.guidance == "sd" and cfg.prior.inpaint_iters > 0:  # the same: a missing model fails before training
-        from .guidance.inpaint import load_inpainter
-        from .train.recon import pick_device
-
-        p = cfg.prior
-        inpainter = load_inpainter(p.inpaint_model, pick_device(cfg.train.device), p.fp16, p.inpaint_guidance,
-                                   p.inpaint_steps)
     from . import dist
     from .train.recon import pick_device
 
-    dist.init_from_env(pick_device(cfg.train.device))
+    scene = load_scene(scene_dir, cfg.data)
+    device = pick_device(cfg.train.device)
+    guidance = inpainter = None
+    if cfg.guidance == "sd":  # load first: a missing model fails before any training or output, not after
+        from .guidance.sd import load_guidance
+
+        p = cfg.prior
+        guidance = load_guidance(p.model, p.guidance_scale, device, p.fp16)
+        if p.inpaint_iters > 0:
+            from .guidance.inpaint import load_inpainter
+
+            inpainter = load_inpainter(p.inpaint_model, device, p.fp16, p.inpaint_guidance, p.inpaint_steps)
+    dist.init_from_env(device)
     main = dist.is_main()
     out = Path(cfg.output.out_dir) if cfg.output.out_dir else default_out_dir(Path(scene_dir))
     out = Path(dist.broadcast_object(str(out)))  # one timestamped folder for all ranks

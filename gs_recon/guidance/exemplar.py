@@ -270,8 +270,6 @@ class ExemplarGuidance(SDSBase):
         for Rw, o_w, d_cam, d_w in rays:
             o_c = A @ (o_w - centre)
             d_c = d_w @ A.T
-            n_cam = np.zeros((S * S, 3))
-            hit = np.zeros(S * S, bool)
             tri, ray = e.rmi.intersects_id(np.broadcast_to(o_c, d_c.shape), d_c, multiple_hits=False)
             if kind != "geometry":
                 col = np.array(np.broadcast_to(background, (S * S, 3)), dtype=np.float64)
@@ -279,6 +277,8 @@ class ExemplarGuidance(SDSBase):
                 lat = torch.from_numpy(col).float().view(1, S, S, 3).permute(0, 3, 1, 2) * 2 - 1
                 out.append(F.avg_pool2d(lat, self.supersample) if self.supersample > 1 else lat)
                 continue
+            n_cam = np.zeros((S * S, 3))
+            hit = np.zeros(S * S, bool)
             if len(ray):
                 n_can = e.mesh.face_normals[tri]  # canonical normals -> internal: A^T n (inverse transpose)
                 n_int = n_can @ A

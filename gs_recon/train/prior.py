@@ -96,9 +96,9 @@ class PriorStages:
         self.geo_ids = self.objects + ([0] if cfg.background_geometry else [])
         self.gen = torch.Generator().manual_seed(trainer.cfg.train.seed + 17)
         self._rr = 0
-        self._stage_cache: Dict = {}  # _per_stage: object indices and boxes, measured once per stage
-        self._grad_acc: Optional[Tensor] = None
-        self.added = 0  # Gaussians added by the geometry stage's densification  # [N, 2] geometry stage: summed |SDS d loss / d mean|, count
+        self._stage_cache: Dict = {}  # _per_stage: object indices, boxes, seen surfaces, measured once per stage
+        self._grad_acc: Optional[Tensor] = None  # [N, 2] geometry stage: summed |SDS d loss / d mean|, count
+        self.added = 0  # Gaussians added by the geometry stage's densification
         self.history: List[int] = []  # round-robin indices this rank took (tests check the sharding)
         from .. import dist
 
@@ -158,8 +158,8 @@ class PriorStages:
             p["visibility"].data.copy_(self.vis_grid.query(p["means"], p["labels"]).to(p["visibility"]))
 
     def _per_stage(self, key, compute):
-        """compute() once per stage for `key` (object indices and boxes: the prior stages neither add nor remove
-        Gaussians, and measuring them every step would wait for the GPU)."""
+        """compute() once per stage for `key` (object indices, boxes, seen surfaces: measuring them every step
+        would wait for the GPU). Densification drops the index entries when it changes the Gaussians."""
         if key not in self._stage_cache:
             self._stage_cache[key] = compute()
         return self._stage_cache[key]
