@@ -23,6 +23,7 @@ scenes x seeds of the per-run object means. 360-degree test PSNR, seconds per st
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -67,26 +68,41 @@ def _rotate_library(src: Path, dst: Path) -> Path:
     return dst
 
 
-def side_metrics(run_dir: Path, scene_dir: Path, n: int):
-    """Per object: {seen, unseen} x {accuracy, completeness, chamfer_l1, f2, f5} (metres), world frame."""
+@functools.lru_cache(maxsize=4)
+def _gt_sides(scene_dir: Path, n: int):
+    """Per object id: (GT mesh, its surface samples (points [n,3], normals [n,3]), seen [n] bool), computed
+    once per scene (the ray casting is the same for every variant)."""
     import trimesh
 
     from gs_recon.data import load_scene
-    from gs_recon.eval.mesh_metrics import mesh_metrics, sample_surface, visible_from
+    from gs_recon.eval.mesh_metrics import sample_surface, visible_from
 
-    m = json.loads((run_dir / "scene.json").read_text())
     s = load_scene(scene_dir)
     occ = trimesh.load(scene_dir / "gt" / "scene.ply", force="mesh")
     vms = s.viewmats_world()[s.train_idx].double().numpy()
     Ks = s.Ks[s.train_idx].double().numpy()
     out = {}
+    for f in sorted((scene_dir / "gt" / "objects").glob("*_*.ply")):
+        gt = trimesh.load(f, force="mesh")
+        samples = sample_surface(gt, n, 0)
+        out[int(f.name.split("_")[0])] = (gt, samples, visible_from(samples[0], vms, Ks, s.width, s.height, occ))
+    return out
+
+
+def side_metrics(run_dir: Path, scene_dir: Path, n: int):
+    """Per object: {seen, unseen} x {accuracy, completeness, chamfer_l1, f2, f5} (metres), world frame."""
+    import trimesh
+
+    from gs_recon.eval.mesh_metrics import mesh_metrics
+
+    m = json.loads((run_dir / "scene.json").read_text())
+    gts = _gt_sides(Path(scene_dir), n)
+    out = {}
     for e in m["meshes"]:
         if e["id"] <= 0 or not e.get("mesh"):
             continue
-        gt = trimesh.load(next((scene_dir / "gt" / "objects").glob(f"{e['id']}_*.ply")), force="mesh")
+        gt, samples, seen = gts[e["id"]]
         pred = trimesh.load(run_dir / e["mesh"][0], force="mesh")
-        samples = sample_surface(gt, n, 0)
-        seen = visible_from(samples[0], vms, Ks, s.width, s.height, occ)
         res = {}
         for side, mask in (("seen", seen), ("unseen", ~seen)):
             m2 = mesh_metrics(pred, gt, 0.02, n, gt_samples=samples, gt_visible=mask)
@@ -127,7 +143,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--scenes", nargs="*", default=list(SCENES), help="none: only table the --include rows")
     ap.add_argument("--recon-iters", type=int, default=400)
-    ap.add_argument("--geometry-iters", type=int, default=150)
+    ap.add_argument("--geometry-iters", type=int, default=225)
     ap.add_argument("--samples", type=int, default=20000, help="surface samples per mesh for the metrics")
     ap.add_argument("--quick", action="store_true", help="one scene, one seed, short schedules; no docs update")
     ap.add_argument("--json", default=None, help="also write the raw results here")

@@ -1,7 +1,7 @@
 """Build/load gs_recon's CUDA kernels (cuda_ext/: the visibility accumulator and median depth).
 
 JIT-compiled with torch.utils.cpp_extension on first use and cached under
-~/.cache/gs_recon/cuda_ext (GS_RECON_BUILD_DIR overrides the parent folder). Needs a CUDA build of
+~/.cache/gs_recon/cuda_ext-<checkout hash> (_ext.build_dir; GS_RECON_BUILD_DIR overrides the parent). Needs a CUDA build of
 torch and the CUDA toolkit (CUDA_HOME, or nvcc on the PATH). ``python cuda_ext/build.py`` compiles
 and links it without a GPU (CI does this so a build break fails CI).
 """
@@ -12,6 +12,8 @@ import shutil
 import warnings
 from functools import lru_cache
 from pathlib import Path
+
+from ._ext import build_dir
 
 # cuda_ext/ of a checkout, or its installed copy gs_recon/cuda_ext (setup.py package_dir)
 SRC_DIR = next((d for d in (Path(__file__).resolve().parents[1] / "cuda_ext", Path(__file__).resolve().parents[2] / "cuda_ext")
@@ -52,14 +54,12 @@ def build(verbose: bool = False):
     missing = [s for s in SOURCES if not (SRC_DIR / s).exists()]
     if missing:
         raise RuntimeError(f"{SRC_DIR}: sources {missing} missing (install gs_recon from a source checkout)")
-    build_dir = Path(os.environ.get("GS_RECON_BUILD_DIR", Path.home() / ".cache" / "gs_recon")) / "cuda_ext"
-    build_dir.mkdir(parents=True, exist_ok=True)
     return cpp_extension.load(
         name="gs_recon_cuda",
         sources=[str(SRC_DIR / s) for s in SOURCES],
         extra_cflags=["-O3"],
         extra_cuda_cflags=["-O3", "--use_fast_math"],
-        build_directory=str(build_dir),
+        build_directory=str(build_dir("cuda_ext")),
         verbose=verbose,
     )
 

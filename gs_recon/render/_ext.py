@@ -3,6 +3,7 @@
 JIT-compiled once with torch.utils.cpp_extension, then cached."""
 from __future__ import annotations
 
+import hashlib
 import os
 import warnings
 from functools import lru_cache
@@ -10,6 +11,17 @@ from pathlib import Path
 
 _SRC = Path(__file__).parent / "csrc" / "raster_cpu.cpp"
 _SRC_TSDF = Path(__file__).parent.parent / "mesh" / "csrc" / "tsdf_cpu.cpp"
+
+
+def build_dir(kind: str) -> Path:
+    """Where the JIT builds of `kind` ("ext", "cuda_ext") go: ~/.cache/gs_recon (GS_RECON_BUILD_DIR overrides
+    it) / kind-<hash of this checkout's path>. Two checkouts (a git worktree, a clean clone) would otherwise
+    share one build folder and rebuild it for each other on every import, or race on it."""
+    root = Path(os.environ.get("GS_RECON_BUILD_DIR", Path.home() / ".cache" / "gs_recon"))
+    tag = hashlib.sha1(str(Path(__file__).resolve().parent).encode()).hexdigest()[:10]
+    out = root / f"{kind}-{tag}"
+    out.mkdir(parents=True, exist_ok=True)
+    return out
 
 
 @lru_cache(maxsize=1)
@@ -23,14 +35,12 @@ def load_cpu_ext():
     try:
         from torch.utils.cpp_extension import load
 
-        build_dir = Path(os.environ.get("GS_RECON_BUILD_DIR", Path.home() / ".cache" / "gs_recon" / "ext"))
-        build_dir.mkdir(parents=True, exist_ok=True)
         return load(
             name="gs_recon_raster_cpu",
             sources=[str(_SRC), str(_SRC_TSDF)],
             extra_cflags=["-O3", "-ffast-math", "-fopenmp"] if os.name != "nt" else ["/O2"],
             extra_ldflags=["-fopenmp"] if os.name != "nt" else [],
-            build_directory=str(build_dir),
+            build_directory=str(build_dir("ext")),
             verbose=False,
         )
     except Exception as e:  # compiler missing, headers missing, ...
