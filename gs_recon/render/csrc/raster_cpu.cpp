@@ -86,6 +86,54 @@ std::vector<torch::Tensor> isect_tiles(torch::Tensor means2d, torch::Tensor radi
   return {offsets, ids};
 }
 
+// Projected Gaussian cg at pixel (px, py): offsets d = mean - pixel, its conic (a, b, c) and
+// sigma = 0.5 d^T [a b; b c] d (the Gaussian's weight is exp(-sigma)).
+struct PixelGauss {
+  float dx, dy, ca, cb, cc, sigma;
+};
+inline PixelGauss pixel_gauss(const float* m, const float* cn, int64_t cg, float px, float py) {
+  PixelGauss q;
+  q.dx = m[cg * 2] - px; q.dy = m[cg * 2 + 1] - py;
+  q.ca = cn[cg * 3]; q.cb = cn[cg * 3 + 1]; q.cc = cn[cg * 3 + 2];
+  q.sigma = 0.5f * (q.ca * q.dx * q.dx + q.cc * q.dy * q.dy) + q.cb * q.dx * q.dy;
+  return q;
+}
+
+// Front-to-back compositing over ids[s, f) at one pixel of camera c: fn(j, g, cg, a, Tr, nT) for every
+// Gaussian that contributes (alpha a >= kAlphaMin), Tr the transmittance in front of it and nT behind it;
+// stops before the transmittance would fall to kTMin. Returns the final transmittance.
+template <typename Fn>
+inline float composite(const int* id, int64_t s, int64_t f, int64_t c, int64_t N, const float* m, const float* cn,
+                       const float* op, float px, float py, Fn&& fn) {
+  float Tr = 1.f;
+  for (int64_t j = s; j < f; ++j) {
+    const int g = id[j];
+    const int64_t cg = c * N + g;
+    const PixelGauss q = pixel_gauss(m, cn, cg, px, py);
+    if (q.sigma < 0.f) continue;
+    const float a = std::min(kAlphaMax, op[cg] * std::exp(-q.sigma));
+    if (a < kAlphaMin) continue;
+    const float nT = Tr * (1.f - a);
+    if (nT <= kTMin) break;
+    fn(j, g, cg, a, Tr, nT);
+    Tr = nT;
+  }
+  return Tr;
+}
+
+// The traversal the three kernels share: for k in [b, e) (k = camera * T + tile), every pixel of that tile,
+// fn(c, s, f, x, y, px, py) with [s, f) the tile's depth-sorted range in ids and (px, py) the pixel centre.
+template <typename Fn>
+inline void for_each_tile_pixel(int64_t b, int64_t e, int64_t T, int64_t tw, int64_t tile, int64_t width,
+                                int64_t height, const int64_t* off, Fn&& fn) {
+  for (int64_t k = b; k < e; ++k) {
+    const int64_t c = k / T, t = k % T, tx = t % tw, ty = t / tw;
+    const int64_t s = off[c * (T + 1) + t], f = off[c * (T + 1) + t + 1];
+    for (int64_t y = ty * tile; y < std::min(height, (ty + 1) * tile); ++y)
+      for (int64_t x = tx * tile; x < std::min(width, (tx + 1) * tile); ++x) fn(c, s, f, x, y, x + 0.5f, y + 0.5f);
+  }
+}
+
 std::vector<torch::Tensor> rasterize_fwd(torch::Tensor means2d, torch::Tensor conics, torch::Tensor opacities,
                                          torch::Tensor features, torch::Tensor depths, torch::Tensor offsets,
                                          torch::Tensor ids, int64_t width, int64_t height, int64_t tile) {
@@ -104,42 +152,26 @@ std::vector<torch::Tensor> rasterize_fwd(torch::Tensor means2d, torch::Tensor co
   float *out = render.data_ptr<float>(), *al = alpha.data_ptr<float>(), *md = median.data_ptr<float>();
   int* ls = last.data_ptr<int>();
   at::parallel_for(0, C * T, 1, [&](int64_t b, int64_t e) {
-    for (int64_t k = b; k < e; ++k) {
-      const int64_t c = k / T, t = k % T, tx = t % tw, ty = t / tw;
-      const int64_t s = off[c * (T + 1) + t], f = off[c * (T + 1) + t + 1];
-      for (int64_t y = ty * tile; y < std::min(height, (ty + 1) * tile); ++y) {
-        for (int64_t x = tx * tile; x < std::min(width, (tx + 1) * tile); ++x) {
-          const float px = x + 0.5f, py = y + 0.5f;
-          const int64_t pix = (c * height + y) * width + x;
-          float* o = out + pix * D;
-          float Tr = 1.f, med = 0.f, last_depth = 0.f;
-          bool med_set = false;
-          int64_t j = s, last_j = s;
-          for (; j < f; ++j) {
-            const int g = id[j];
-            const int64_t cg = c * N + g;
-            const float dx = m[cg * 2] - px, dy = m[cg * 2 + 1] - py;
-            const float ca = cn[cg * 3], cb = cn[cg * 3 + 1], cc = cn[cg * 3 + 2];
-            const float sigma = 0.5f * (ca * dx * dx + cc * dy * dy) + cb * dx * dy;
-            if (sigma < 0.f) continue;
-            const float a = std::min(kAlphaMax, op[cg] * std::exp(-sigma));
-            if (a < kAlphaMin) continue;
-            const float nT = Tr * (1.f - a);
-            if (nT <= kTMin) break;
-            const float w = a * Tr;
-            const float* fg = ft + cg * D;
-            for (int64_t q = 0; q < D; ++q) o[q] += w * fg[q];
-            if (!med_set && nT <= 0.5f) { med = dp[cg]; med_set = true; }
-            last_depth = dp[cg];
-            Tr = nT;
-            last_j = j + 1;
-          }
-          al[pix] = 1.f - Tr;
-          ls[pix] = (int)(last_j - s);
-          md[pix] = med_set ? med : last_depth;
-        }
-      }
-    }
+    for_each_tile_pixel(b, e, T, tw, tile, width, height, off, [&](int64_t c, int64_t s, int64_t f, int64_t x,
+                                                                 int64_t y, float px, float py) {
+      const int64_t pix = (c * height + y) * width + x;
+      float* o = out + pix * D;
+      float med = 0.f, last_depth = 0.f;
+      bool med_set = false;
+      int64_t last_j = s;
+      const float Tr = composite(id, s, f, c, N, m, cn, op, px, py,
+                                 [&](int64_t j, int, int64_t cg, float a, float T_in, float nT) {
+        const float w = a * T_in;
+        const float* fg = ft + cg * D;
+        for (int64_t q = 0; q < D; ++q) o[q] += w * fg[q];
+        if (!med_set && nT <= 0.5f) { med = dp[cg]; med_set = true; }
+        last_depth = dp[cg];
+        last_j = j + 1;
+      });
+      al[pix] = 1.f - Tr;
+      ls[pix] = (int)(last_j - s);
+      md[pix] = med_set ? med : last_depth;
+    });
   });
   return {render, alpha, last, median};
 }
@@ -165,54 +197,47 @@ std::vector<torch::Tensor> rasterize_bwd(torch::Tensor means2d, torch::Tensor co
     std::vector<float>& gacc = acc[at::get_thread_num()];
     if (gacc.empty()) gacc.assign(C * N * stride, 0.f);
     std::vector<float> buf(D);
-    for (int64_t k = b; k < e; ++k) {
-      const int64_t c = k / T, t = k % T, tx = t % tw, ty = t / tw;
-      const int64_t s = off[c * (T + 1) + t];
-      for (int64_t y = ty * tile; y < std::min(height, (ty + 1) * tile); ++y) {
-        for (int64_t x = tx * tile; x < std::min(width, (tx + 1) * tile); ++x) {
-          const float px = x + 0.5f, py = y + 0.5f;
-          const int64_t pix = (c * height + y) * width + x;
-          const float T_final = 1.f - al[pix];
-          float Tr = T_final;
-          const float* vo = vr + pix * D;
-          const float vap = va[pix];
-          std::fill(buf.begin(), buf.end(), 0.f);
-          for (int64_t j = s + ls[pix] - 1; j >= s; --j) {
-            const int g = id[j];
-            const int64_t cg = c * N + g;
-            const float dx = m[cg * 2] - px, dy = m[cg * 2 + 1] - py;
-            const float ca = cn[cg * 3], cb = cn[cg * 3 + 1], cc = cn[cg * 3 + 2];
-            const float sigma = 0.5f * (ca * dx * dx + cc * dy * dy) + cb * dx * dy;
-            if (sigma < 0.f) continue;
-            const float vis = std::exp(-sigma);
-            const float araw = op[cg] * vis;
-            const float a = std::min(kAlphaMax, araw);
-            if (a < kAlphaMin) continue;
-            const float ra = 1.f / (1.f - a);
-            Tr *= ra;  // transmittance in front of this Gaussian
-            const float w = a * Tr;
-            const float* fg = ft + cg * D;
-            float* gr = gacc.data() + cg * stride;
-            float v_a = 0.f;
-            for (int64_t q = 0; q < D; ++q) {
-              gr[6 + q] += w * vo[q];
-              v_a += (fg[q] * Tr - buf[q] * ra) * vo[q];
-              buf[q] += fg[q] * w;
-            }
-            v_a += T_final * ra * vap;
-            if (araw <= kAlphaMax) {
-              const float v_sigma = -araw * v_a;
-              gr[0] += v_sigma * (ca * dx + cb * dy);
-              gr[1] += v_sigma * (cb * dx + cc * dy);
-              gr[2] += 0.5f * v_sigma * dx * dx;
-              gr[3] += v_sigma * dx * dy;
-              gr[4] += 0.5f * v_sigma * dy * dy;
-              gr[5] += vis * v_a;
-            }
-          }
+    for_each_tile_pixel(b, e, T, tw, tile, width, height, off, [&](int64_t c, int64_t s, int64_t, int64_t x,
+                                                                 int64_t y, float px, float py) {
+      const int64_t pix = (c * height + y) * width + x;
+      const float T_final = 1.f - al[pix];
+      float Tr = T_final;
+      const float* vo = vr + pix * D;
+      const float vap = va[pix];
+      std::fill(buf.begin(), buf.end(), 0.f);
+      for (int64_t j = s + ls[pix] - 1; j >= s; --j) {
+        const int g = id[j];
+        const int64_t cg = c * N + g;
+        const PixelGauss q = pixel_gauss(m, cn, cg, px, py);
+        if (q.sigma < 0.f) continue;
+        const float dx = q.dx, dy = q.dy, ca = q.ca, cb = q.cb, cc = q.cc;
+        const float vis = std::exp(-q.sigma);
+        const float araw = op[cg] * vis;
+        const float a = std::min(kAlphaMax, araw);
+        if (a < kAlphaMin) continue;
+        const float ra = 1.f / (1.f - a);
+        Tr *= ra;  // transmittance in front of this Gaussian
+        const float w = a * Tr;
+        const float* fg = ft + cg * D;
+        float* gr = gacc.data() + cg * stride;
+        float v_a = 0.f;
+        for (int64_t q = 0; q < D; ++q) {
+          gr[6 + q] += w * vo[q];
+          v_a += (fg[q] * Tr - buf[q] * ra) * vo[q];
+          buf[q] += fg[q] * w;
+        }
+        v_a += T_final * ra * vap;
+        if (araw <= kAlphaMax) {
+          const float v_sigma = -araw * v_a;
+          gr[0] += v_sigma * (ca * dx + cb * dy);
+          gr[1] += v_sigma * (cb * dx + cc * dy);
+          gr[2] += 0.5f * v_sigma * dx * dx;
+          gr[3] += v_sigma * dx * dy;
+          gr[4] += 0.5f * v_sigma * dy * dy;
+          gr[5] += vis * v_a;
         }
       }
-    }
+    });
   });
   auto total = torch::zeros({C * N, stride}, torch::kFloat32);
   float* tp = total.data_ptr<float>();
@@ -248,32 +273,15 @@ std::vector<torch::Tensor> accumulate_visibility(torch::Tensor means2d, torch::T
     float* wv = wacc[tid].data();
     float* av = aacc[tid].data();
     int* cv = cacc[tid].data();
-    for (int64_t k = b; k < e; ++k) {
-      const int64_t c = k / T, t = k % T, tx = t % tw, ty = t / tw;
-      const int64_t s = off[c * (T + 1) + t], f = off[c * (T + 1) + t + 1];
-      for (int64_t y = ty * tile; y < std::min(height, (ty + 1) * tile); ++y) {
-        for (int64_t x = tx * tile; x < std::min(width, (tx + 1) * tile); ++x) {
-          const float px = x + 0.5f, py = y + 0.5f;
-          float Tr = 1.f;
-          for (int64_t j = s; j < f; ++j) {
-            const int g = id[j];
-            const int64_t cg = c * N + g;
-            const float dx = m[cg * 2] - px, dy = m[cg * 2 + 1] - py;
-            const float sigma = 0.5f * (cn[cg * 3] * dx * dx + cn[cg * 3 + 2] * dy * dy) + cn[cg * 3 + 1] * dx * dy;
-            if (sigma < 0.f) continue;
-            const float a = std::min(kAlphaMax, op[cg] * std::exp(-sigma));
-            if (a < kAlphaMin) continue;
-            const float nT = Tr * (1.f - a);
-            if (nT <= kTMin) break;
-            const float w = a * Tr;
-            wv[g] += w;
-            av[g] += a;
-            if (w > th_w) cv[g] += 1;
-            Tr = nT;
-          }
-        }
-      }
-    }
+    for_each_tile_pixel(b, e, T, tw, tile, width, height, off, [&](int64_t c, int64_t s, int64_t f, int64_t,
+                                                                 int64_t, float px, float py) {
+      composite(id, s, f, c, N, m, cn, op, px, py, [&](int64_t, int g, int64_t, float a, float T_in, float) {
+        const float w = a * T_in;
+        wv[g] += w;
+        av[g] += a;
+        if (w > th_w) cv[g] += 1;
+      });
+    });
   });
   auto vis = torch::zeros({N}, torch::kFloat32);
   auto cnt = torch::zeros({N}, torch::kInt32);
