@@ -7,7 +7,7 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-from .data.errors import SceneError
+from .errors import SceneError
 
 
 @contextmanager

@@ -10,9 +10,10 @@ from typing import Dict
 import torch
 
 from .config import Config
-from .data.errors import SceneError
+from .errors import SceneError
 from .data.scene import load_scene
-from .export.scene_export import export_splats, save_png, write_manifest
+from .export.scene_export import export_splats, save_png
+from .run.manifest import write_manifest
 from .io_utils import check_writable
 
 log = logging.getLogger("gs_recon")
@@ -40,12 +41,12 @@ def run(scene_dir: str | Path, cfg: Config, resume: bool = False, progress: bool
     device = pick_device(cfg.train.device)
     guidance = inpainter = None
     if cfg.guidance == "sd":  # load first: a missing model fails before any training or output, not after
-        from .guidance.sd import load_guidance
+        from .prior.models import load_guidance
 
         p = cfg.prior
         guidance = load_guidance(p.model, p.guidance_scale, device, p.fp16)
         if p.inpaint_iters > 0:
-            from .guidance.inpaint import load_inpainter
+            from .prior.inpaint import load_inpainter
 
             inpainter = load_inpainter(p.inpaint_model, device, p.fp16, p.inpaint_guidance, p.inpaint_steps)
     dist.init_from_env(device)
@@ -126,7 +127,7 @@ def _train_and_write(scene_dir, scene, cfg: Config, out: Path, trainer, guidance
         trainer.load(ckpt)
     timings["reconstruction_s"] = time.time() - t0
     if guidance is not None:
-        from .train.prior import PriorStages
+        from .prior.stages import PriorStages
 
         stages = PriorStages(trainer, guidance, cfg.prior, inpainter)
         timings.update(stages.run(progress=progress and main, ckpt_path=ckpt))
@@ -152,7 +153,7 @@ def _train_and_write(scene_dir, scene, cfg: Config, out: Path, trainer, guidance
     timings["export_s"] = time.time() - t0
     meshes = None
     if cfg.mesh.extract:
-        from .mesh.extract import extract_meshes
+        from .export.meshes import extract_meshes
 
         if live is not None:
             live.finish("training done; **extracting meshes**")

@@ -18,8 +18,8 @@ import torch.distributed as dist
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from gs_recon.bench import random_scene  # noqa: E402
-from gs_recon.cameras import look_at  # noqa: E402
+from gs_recon.eval.bench import random_scene  # noqa: E402
+from gs_recon.geometry import look_at  # noqa: E402
 from gs_recon.render.api import render  # noqa: E402
 from gs_recon.render.sharded import render_sharded  # noqa: E402
 

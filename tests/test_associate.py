@@ -13,8 +13,8 @@ from PIL import Image
 
 from gs_recon.config import DataConfig
 from gs_recon.data import load_scene
-from gs_recon.data.errors import SceneError
-from gs_recon.synthetic import make_scene
+from gs_recon.errors import SceneError
+from gs_recon.data.synthetic import make_scene
 
 SPLIT_VIEWS, MERGE_VIEW = (3, 7, 11), 5
 

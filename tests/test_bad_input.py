@@ -17,7 +17,7 @@ from gs_recon.data import load_scene
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
-    from gs_recon.synthetic import make_scene
+    from gs_recon.data.synthetic import make_scene
 
     return make_scene(tmp_path_factory.mktemp("base") / "scene", n_objects=2, views=6, width=48, height=36,
                       priors=False, n_points=400)
@@ -128,8 +128,8 @@ def test_single_view_trains(scene, tmp_path):
 
 def test_object_seen_in_no_training_view_skips_its_prior(base, caplog):
     from gs_recon.config import load_config
-    from gs_recon.guidance.sd import load_guidance
-    from gs_recon.train.prior import PriorStages
+    from gs_recon.prior.models import load_guidance
+    from gs_recon.prior.stages import PriorStages
     from gs_recon.train.recon import Trainer
 
     s = load_scene(base)
@@ -150,7 +150,7 @@ def test_retired_config_keys(tmp_path):
     prior.vis_count_thresh) still loads, with a warning naming the key; on the command line the key is a
     one-line error that says why it went. Any other unknown key stays an error."""
     from gs_recon.config import Config, config_from_dict, load_config
-    from gs_recon.data.errors import SceneError
+    from gs_recon.errors import SceneError
 
     old = Config().to_dict()
     old["prior"]["gaussian_weighting"] = True

@@ -34,7 +34,7 @@ def test_prior_benchmark_quick(tmp_path):
 
 def test_doc_sections_replace_only_their_own_text(tmp_path):
     """The benchmarks share docs/BENCHMARKS.md: each rewrites only its own marked section."""
-    from gs_recon.bench import write_doc_section
+    from gs_recon.eval.bench import write_doc_section
 
     doc = tmp_path / "B.md"
     write_doc_section(doc, "a", "<!-- a:begin -->\nA1\n<!-- a:end -->")

@@ -11,7 +11,7 @@ import pytest
 from conftest import DEMO, ROOT
 from gs_recon.cli.train import parse_train
 from gs_recon.config import Config, load_config
-from gs_recon.data.errors import SceneError
+from gs_recon.errors import SceneError
 
 
 def _leaves(obj, prefix=""):

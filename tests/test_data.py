@@ -8,7 +8,9 @@ import torch
 from conftest import DEMO, shared
 
 from gs_recon.config import DataConfig
-from gs_recon.data import SceneError, colmap, load_scene
+from gs_recon.data import colmap, load_scene
+from gs_recon.errors import SceneError
+from gs_recon.geometry import quat_to_rotmat
 from gs_recon.gaussians.init import lookup, project_points
 
 
@@ -223,7 +225,7 @@ def test_colmap_text_model_with_point_lines(tmp_path):
     assert len(m.images[2].xys) == 0 and m.images[2].name == "c.png"
     assert list(m.images[3].point3d_ids) == [-1, 7] and np.allclose(m.images[3].tvec, [0.5, 0, 0])
     assert np.allclose(m.points, [[0.1, 0.2, 0.3], [-1.0, 0.5, 2.0]]) and m.colors.tolist() == [[255, 0, 10], [0, 128, 255]]
-    assert np.allclose(colmap.qvec_to_rotmat(a.qvec), [[0, 0, 1], [0, 1, 0], [-1, 0, 0]], atol=1e-9)
+    assert np.allclose(quat_to_rotmat(torch.tensor(a.qvec, dtype=torch.float64)).numpy(), [[0, 0, 1], [0, 1, 0], [-1, 0, 0]], atol=1e-9)
     s = load_scene(tmp_path / "s")
     assert s.image_names == ["a b.png", "c.png", "d.png"] and (s.width, s.height) == (40, 30)
     # the RADIAL camera was described at 80x60 for these 40x30 photos: intrinsics rescaled by 1/2

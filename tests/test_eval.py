@@ -50,7 +50,7 @@ def test_image_metrics_average_lpips_over_test_views(run, monkeypatch):
 
     from gs_recon.eval import evaluate
     from gs_recon.render.api import render
-    from gs_recon.run_io import open_run
+    from gs_recon.run.manifest import open_run
 
     m, out, cfg = run
     monkeypatch.setattr(evaluate, "_lpips_fn", lambda: (lambda a, b: float((a - b).abs().mean())))
@@ -80,7 +80,7 @@ def test_generator_ground_truth_round_trips(tmp_path):
 
     from gs_recon.data import load_scene
     from gs_recon.data.parsers import parse_colmap, parse_transforms
-    from gs_recon.synthetic import make_scene
+    from gs_recon.data.synthetic import make_scene
 
     root = make_scene(tmp_path / "s", n_objects=3, views=8, arc=150, test_views=4, width=96, height=72)
     scene = load_scene(root)

@@ -36,7 +36,7 @@ def _csv(path: Path, tmp: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def gaussians():
-    from gs_recon.bench import random_scene
+    from gs_recon.eval.bench import random_scene
 
     p, _, _ = random_scene(400, 32, seed=3)
     g = {k: v.detach() for k, v in p.items()}

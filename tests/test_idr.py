@@ -10,10 +10,10 @@ import torch
 
 from conftest import ROOT
 from gs_recon.config import DataConfig
-from gs_recon.data.errors import SceneError
+from gs_recon.errors import SceneError
 from gs_recon.data.idr import center_crop_K, decompose_projection, write_cameras
 from gs_recon.data.scene import load_scene
-from gs_recon.synthetic import make_scene
+from gs_recon.data.synthetic import make_scene
 
 
 def _rot(rng):
@@ -140,8 +140,8 @@ def test_center_crop_intrinsics():
 def test_priors_are_zero_loss_at_the_truth_in_both_conventions(scenes):
     """The loaders' normals/depths equal the ray-cast truth (OpenCV camera frame, facing the camera), so the
     prior losses vanish there, and not for a wrong convention (undecoded [0, 1] or flipped normals)."""
-    from gs_recon.losses import depth_prior_loss, normal_prior_loss
-    from gs_recon.synthetic import default_objects, render_views, room_mesh, arc_cameras
+    from gs_recon.train.losses import depth_prior_loss, normal_prior_loss
+    from gs_recon.data.synthetic import default_objects, render_views, room_mesh, arc_cameras
 
     objs = default_objects((), 3, 0)
     c2ws = arc_cameras(10, 150, 2.4, 30.0, np.array([0.0, 0.0, 0.2]), jitter=5.0, seed=0)
@@ -241,7 +241,7 @@ def test_layouts_train_like_todays(tmp_path):
 def test_depth_prior_loss_fit_is_least_squares_and_reproducible():
     """The closed-form scale/shift fit equals torch.linalg.lstsq's, and the loss is bit-identical when
     recomputed (lstsq's threaded LAPACK path was not: two identical 700-step runs ended 1 dB apart)."""
-    from gs_recon.losses import depth_prior_loss
+    from gs_recon.train.losses import depth_prior_loss
 
     g = torch.Generator().manual_seed(0)
     prior = torch.rand(2, 20, 30, generator=g) * 3 + 1

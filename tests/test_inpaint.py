@@ -1,4 +1,4 @@
-"""Background inpainting with a diffusion model (guidance/inpaint.py, PriorStages.run_inpaint), exercised with a
+"""Background inpainting with a diffusion model (prior/inpaint.py, PriorStages.run_inpaint), exercised with a
 tiny RANDOMLY initialised inpainting UNet / VAE / text encoder built from configs: the plumbing (9-channel
 UNet input, DDIM with guidance, seen pixels kept, masks from visibility, the colour fit, checkpointing), not
 the quality (a random UNet paints noise)."""
@@ -11,7 +11,7 @@ from conftest import DEMO
 
 @pytest.fixture(scope="module")
 def inpainter():
-    from gs_recon.guidance.inpaint import load_inpainter
+    from gs_recon.prior.inpaint import load_inpainter
 
     return load_inpainter("tiny-random", steps=4)
 
@@ -37,9 +37,9 @@ def test_inpainter_keeps_unmasked_pixels_and_feeds_a_9_channel_unet(inpainter):
 
 
 def test_text_to_image_unet_bad_options_and_missing_weights_are_clear_errors(tmp_path):
-    from gs_recon.data.errors import SceneError
-    from gs_recon.guidance.inpaint import Inpainter, load_inpainter
-    from gs_recon.guidance.tiny import tiny_components
+    from gs_recon.errors import SceneError
+    from gs_recon.prior.inpaint import Inpainter, load_inpainter
+    from gs_recon.prior.tiny import tiny_components
 
     with pytest.raises(ValueError, match="9 input channels"):
         Inpainter(*tiny_components())
@@ -85,8 +85,8 @@ def test_inpainting_stage_fits_background_colours_only(inpainter):
 
     from gs_recon.config import load_config
     from gs_recon.data import load_scene
-    from gs_recon.guidance.sd import load_guidance
-    from gs_recon.train.prior import PriorStages
+    from gs_recon.prior.models import load_guidance
+    from gs_recon.prior.stages import PriorStages
     from gs_recon.train.recon import Trainer
 
     cfg = load_config("configs/tiny_prior_cpu.yaml", [

@@ -18,7 +18,7 @@ def test_tsdf_of_true_depth_reproduces_mesh(name):
     import trimesh
 
     from gs_recon.mesh import fuse_depth_maps
-    from gs_recon.synthetic import depth_maps_around
+    from gs_recon.data.synthetic import depth_maps_around
 
     root = shared("meshes")
     p = root / name
@@ -142,7 +142,7 @@ def test_tsdf_of_known_shapes(kind, closed):
     its volume is the shape's to within 3% (measured ~1%)."""
     from gs_recon.mesh.extract import FREE
     from gs_recon.mesh.tsdf import TSDFVolume, clean_mesh
-    from gs_recon.synthetic import depth_maps_around
+    from gs_recon.data.synthetic import depth_maps_around
 
     gt = _known_shape(kind)
     deps, Ks, vms = depth_maps_around(gt, n_views=24, size=96)

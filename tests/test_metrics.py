@@ -72,7 +72,7 @@ def test_visible_side_restriction():
     the visible side and incomplete overall."""
     import trimesh
 
-    from gs_recon.cameras import look_at
+    from gs_recon.geometry import look_at
     from gs_recon.eval.mesh_metrics import sample_surface, visible_from
 
     gt = trimesh.creation.box((1, 1, 1))

@@ -9,13 +9,13 @@ import pytest
 import torch
 from conftest import DEMO, ROOT
 
-from gs_recon.bench import random_scene
+from gs_recon.eval.bench import random_scene
 from gs_recon.render.api import render
 
 
 @pytest.fixture(scope="module")
 def guidance():
-    from gs_recon.guidance.sd import load_guidance
+    from gs_recon.prior.models import load_guidance
 
     return load_guidance("tiny-random", guidance_scale=50.0)
 
@@ -66,7 +66,7 @@ def test_per_gaussian_weights_scale_sds_gradients_exactly(guidance):
     """A Gaussian with weight 0 gets zero SDS gradient; others get exactly w times the unweighted one."""
     import torch.nn.functional as F
 
-    from gs_recon.train.prior import scale_gaussian_grads
+    from gs_recon.prior.stages import scale_gaussian_grads
 
     params, vm, K = random_scene(800, 48, seed=1)
     params = {k: (v.clone().requires_grad_(True) if v.is_floating_point() and k != "visibility" else v)
@@ -97,7 +97,7 @@ def test_stages_switch_trainable_parameters_and_sds_acts(guidance):
 
     from gs_recon.config import load_config
     from gs_recon.data import load_scene
-    from gs_recon.train.prior import PriorStages
+    from gs_recon.prior.stages import PriorStages
     from gs_recon.train.recon import Trainer
 
     cfg = load_config("configs/tiny_prior_cpu.yaml", ["train.iterations=40", "prior.geometry_iters=4",
@@ -143,7 +143,7 @@ def test_stages_switch_trainable_parameters_and_sds_acts(guidance):
 
 
 def test_novel_object_cameras_frame_the_box():
-    from gs_recon.guidance.cameras import object_cameras
+    from gs_recon.prior.cameras import object_cameras
 
     lo, hi = torch.tensor([-0.2, -0.1, 0.0]), torch.tensor([0.2, 0.1, 0.3])
     gen = torch.Generator().manual_seed(0)
@@ -159,8 +159,8 @@ def test_novel_object_cameras_frame_the_box():
 
 
 def test_missing_weights_are_a_clear_error(tmp_path):
-    from gs_recon.data.errors import SceneError
-    from gs_recon.guidance.sd import load_guidance
+    from gs_recon.errors import SceneError
+    from gs_recon.prior.models import load_guidance
 
     with pytest.raises(SceneError, match="not a diffusers Stable Diffusion folder"):
         load_guidance(str(tmp_path / "no_such_model"))

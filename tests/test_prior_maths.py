@@ -7,11 +7,11 @@ import pytest
 import numpy as np
 import torch
 
-from gs_recon.cameras import look_at
-from gs_recon.guidance.sd import timestep_range
+from gs_recon.geometry import look_at
+from gs_recon.prior.sd import timestep_range
 from gs_recon.render.api import render
-from gs_recon.train.prior import geometry_latent, surface_normals
-from gs_recon.visibility import VisibilityGrid, accumulate, geometry_weight, max_view_visibility
+from gs_recon.prior.latents import geometry_latent, surface_normals
+from gs_recon.prior.visibility import VisibilityGrid, accumulate, geometry_weight, max_view_visibility
 
 
 def test_geometry_latent_convention_matches_dp_recon():
@@ -182,7 +182,7 @@ def test_geometry_stage_moves_means_outward(demo_trainer):
     they move less than a quarter of that."""
     import copy
 
-    from gs_recon.train.prior import PriorStages
+    from gs_recon.prior.stages import PriorStages
 
     tr, cfg = demo_trainer
     state = copy.deepcopy(tr.state_dict())
@@ -216,7 +216,7 @@ def test_geometry_stage_densifies_inside_the_box_under_the_cap(demo_trainer):
     steps run on the grown tensors. With train.cap_max at the current count nothing is added."""
     import copy
 
-    from gs_recon.train.prior import PriorStages
+    from gs_recon.prior.stages import PriorStages
 
     tr, cfg = demo_trainer
     state = copy.deepcopy(tr.state_dict())
@@ -268,7 +268,7 @@ def test_exemplar_renders_and_exact_denoiser(tmp_path):
     geometry latent covers exactly the box's face, facing the camera. The denoiser is the posterior mean
     of the exemplar set: at low noise the nearest exemplar, at high noise the plain average; classifier-free
     guidance extrapolates from the unconditional (all categories) to the conditional (category) set."""
-    from gs_recon.guidance.exemplar import ExemplarGuidance
+    from gs_recon.prior.exemplar import ExemplarGuidance
 
     torch.manual_seed(0)  # the noise draws below (float32 softmax sums differ in order: a fixed draw, no flake)
     g = ExemplarGuidance(_library(tmp_path), guidance_scale=3.0, supersample=1)
@@ -316,7 +316,7 @@ def test_exemplar_registration_recovers_a_partly_seen_box():
     only (no axis seen on both sides) the seen faces are still placed to 5 mm and the residual is small."""
     import trimesh
 
-    from gs_recon.guidance.exemplar import register
+    from gs_recon.prior.exemplar import register
 
     q = np.asarray(trimesh.creation.box((0.6, 0.8, 0.5)).sample(4000, seed=0))
     ext, off = np.array([0.30, 0.40, 0.25]), np.array([0.03, -0.02, 0.01])
@@ -346,7 +346,7 @@ def test_exemplar_appearance_latents_from_coloured_exemplars(tmp_path):
     exemplars have no colours gets no appearance prior (x None: zero SDS)."""
     import trimesh
 
-    from gs_recon.guidance.exemplar import ExemplarGuidance
+    from gs_recon.prior.exemplar import ExemplarGuidance
 
     box = trimesh.creation.box((1.0, 1.0, 1.0))
     box.visual.face_colors = np.tile([255, 0, 0, 255], (len(box.faces), 1))
@@ -378,8 +378,8 @@ def test_exemplar_appearance_step_reaches_the_colours(demo_trainer, tmp_path):
     the ball (an uncoloured exemplar) gets a zero term."""
     import trimesh
 
-    from gs_recon.guidance.exemplar import ExemplarGuidance
-    from gs_recon.train.prior import APPEARANCE_KEYS, PriorStages
+    from gs_recon.prior.exemplar import ExemplarGuidance
+    from gs_recon.prior.stages import APPEARANCE_KEYS, PriorStages
 
     tr, cfg = demo_trainer
     red = trimesh.creation.box((0.35, 0.35, 0.35))
@@ -406,8 +406,8 @@ def test_exemplar_appearance_step_reaches_the_colours(demo_trainer, tmp_path):
 
 
 def test_exemplar_library_errors(tmp_path):
-    from gs_recon.data.errors import SceneError
-    from gs_recon.guidance.sd import load_guidance
+    from gs_recon.errors import SceneError
+    from gs_recon.prior.models import load_guidance
 
     with pytest.raises(SceneError, match="exemplar library not found"):
         load_guidance(f"exemplar:{tmp_path / 'nope'}")

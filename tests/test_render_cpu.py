@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from gs_recon.bench import random_scene
-from gs_recon.cameras import look_at
+from gs_recon.eval.bench import random_scene
+from gs_recon.geometry import look_at
 from gs_recon.gaussians.model import create_params
 from gs_recon.render.api import render
 from gs_recon.render.projection import project

@@ -78,7 +78,7 @@ def test_not_a_room_without_walls():
 
 def test_seen_test_uses_frustum_facing_and_occlusion():
     """A point is seen when it projects inside the image, faces the camera and nothing renders in front."""
-    from gs_recon.cameras import look_at
+    from gs_recon.geometry import look_at
 
     vm = look_at((0.0, 0.0, 0.0), (0.0, 1.0, 0.0)).double()  # looking along +y
     K = torch.tensor([[20.0, 0, 16], [0, 20.0, 16], [0, 0, 1]], dtype=torch.float64)
@@ -107,7 +107,7 @@ def test_completion_on_the_demo_run(run):
     from gs_recon.config import BackgroundConfig
     from gs_recon.eval.metrics import psnr
     from gs_recon.render.api import render
-    from gs_recon.run_io import open_run
+    from gs_recon.run.manifest import open_run
     from gs_recon.train.room import complete_room
 
     m, out, _ = run

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from conftest import ROOT
 
-from gs_recon.data.errors import SceneError
+from gs_recon.errors import SceneError
 
 STATUE = ROOT.parent / "shared" / "data" / "real_colmap_statue"
 
@@ -73,7 +73,7 @@ def test_statue_poses_match_colmaps_model(tmp_path):
 def test_textureless_capture_fails_with_the_registered_count(tmp_path):
     """10 low-texture synthetic views: SfM cannot start; `gs-recon train` on the folder (photos, no cameras)
     says in one line how many photos registered and what to do; nothing is left in sparse/."""
-    from gs_recon.synthetic import make_scene
+    from gs_recon.data.synthetic import make_scene
 
     scene = make_scene(tmp_path / "s", n_objects=3, views=10, width=256, height=192, priors=False, n_points=10)
     import shutil

@@ -78,7 +78,7 @@ def test_decimation_of_a_real_tsdf_mesh_at_the_default_budget():
 
     from gs_recon.config import MeshConfig
     from gs_recon.mesh.tsdf import TSDFVolume, clean_mesh
-    from gs_recon.synthetic import depth_maps_around
+    from gs_recon.data.synthetic import depth_maps_around
 
     gt = trimesh.load(SHARED / "stanford-bunny.obj", force="mesh")
     deps, Ks, vms = depth_maps_around(gt, n_views=24, size=160)
@@ -154,7 +154,7 @@ def test_obj_mtl_png_read_back_by_trimesh(tmp_path):
     Kd 1 (viewers multiply the texture by Kd)."""
     import trimesh
 
-    from gs_recon.mesh.extract import _write_obj
+    from gs_recon.export.meshes import _write_obj
 
     plane, K, img = _plane_views()
     vmap, f_uv, uv = unwrap(plane.vertices, plane.faces, 128)

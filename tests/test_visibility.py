@@ -3,8 +3,8 @@ DP-Recon weight mapping."""
 import pytest
 import torch
 
-from gs_recon.bench import random_scene
-from gs_recon.visibility import (
+from gs_recon.eval.bench import random_scene
+from gs_recon.prior.visibility import (
     accumulate,
     accumulate_autograd,
     appearance_weight,
@@ -33,7 +33,7 @@ def test_normalised_visibility_separates_seen_and_hidden():
     ray: front ~1, back ~0; a Gaussian outside every view stays 0."""
     import math
 
-    from gs_recon.cameras import look_at
+    from gs_recon.geometry import look_at
 
     ii = torch.stack(torch.meshgrid(torch.arange(6), torch.arange(6), indexing="ij"), -1).reshape(-1, 2)
     xy = (ii.float() - 2.5) * 0.3
@@ -62,7 +62,7 @@ def test_gsplat_layout_conversion_matches_cpu_tiles():
     """The converter from gsplat's (isect_offsets, flatten_ids=c*N+g) to the CPU layout, on a layout
     built by hand from our own CPU tiles (so it runs without CUDA)."""
     from gs_recon.render.api import render
-    from gs_recon.visibility import _gsplat_tiles_to_ref
+    from gs_recon.prior.visibility import _gsplat_tiles_to_ref
 
     params, vm, K = random_scene(300, 32, seed=5)
     vm = torch.cat([vm, vm])
@@ -101,7 +101,7 @@ def test_cuda_max_view_visibility_one_launch_matches_per_view_reference():
     """max_view_visibility on a GPU (one kernel launch over all views, per-view sums) == the best of the
     per-view ratios of the torch reference on gsplat's projection, view by view."""
     from gs_recon.render._cuda_ext import load_cuda_ext
-    from gs_recon.visibility import max_view_visibility
+    from gs_recon.prior.visibility import max_view_visibility
 
     assert load_cuda_ext() is not None, "CUDA extension failed to build"
     params, vm, K = random_scene(5000, 96, seed=8, n_labels=2)

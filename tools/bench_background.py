@@ -2,7 +2,7 @@
 """What the model-free room completion does to the background, measured: the table in docs/BENCHMARKS.md
 ("Background benchmark"), in one command.
 
-The synthetic benchmark's scenes (tools/benchmark_synthetic.py: 6 m room, 10 training views of 128x96 on a
+The synthetic benchmark's scenes (tools/bench_synthetic.py: 6 m room, 10 training views of 128x96 on a
 180 degree arc, 8 test views all around, so the room behind the cameras is unseen), reconstructed with
 configs/tiny_cpu.yaml in three variants:
   - completion off (--background.completion off: the background as stage 1 leaves it);
@@ -31,7 +31,7 @@ except ModuleNotFoundError:  # a checkout that is not installed: the package sit
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from benchmark_synthetic import _run, mean, scenes  # noqa: E402  (same scenes and runner)
+from bench_synthetic import _run, mean, scenes  # noqa: E402  (same scenes and runner)
 
 VARIANTS = (("completion off", ["--background.completion", "off"]),
             ("completion on, no snapping", ["--background.completion", "on", "--background.snap_seen", "false"]),
@@ -44,8 +44,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "docs" / "BENCHMARKS.md"))
     ap.add_argument("--scenes", nargs="+", default=None, help="subset of real3 prims3 mixed5")
     a = ap.parse_args(argv)
-    from gs_recon.bench import write_doc_section
-    from gs_recon.synthetic import make_scene
+    from gs_recon.eval.bench import write_doc_section
+    from gs_recon.data.synthetic import make_scene
 
     work = Path(a.work)
     work.mkdir(parents=True, exist_ok=True)

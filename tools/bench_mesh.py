@@ -35,8 +35,8 @@ MESHES = ROOT.parent / "shared" / "data" / "meshes"
 def bench_scene(steps: int, work: Path) -> None:
     from gs_recon.config import load_config
     from gs_recon.data import load_scene
-    from gs_recon.mesh.extract import extract_meshes
-    from gs_recon.synthetic import make_scene
+    from gs_recon.export.meshes import extract_meshes
+    from gs_recon.data.synthetic import make_scene
     from gs_recon.train.recon import Trainer
 
     scene_dir = make_scene(work / "scene5", n_objects=5, views=24, priors=False)
@@ -89,7 +89,7 @@ def bench_open3d() -> None:
 
     from gs_recon.eval.mesh_metrics import mesh_metrics
     from gs_recon.mesh.tsdf import fuse_depth_maps
-    from gs_recon.synthetic import depth_maps_around
+    from gs_recon.data.synthetic import depth_maps_around
 
     cands = [MESHES / "stanford-bunny.obj", MESHES / "spot" / "spot.obj",
              MESHES / "ycb_banana" / "textured_simple_reoriented.obj"]

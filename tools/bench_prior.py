@@ -154,7 +154,7 @@ def main(argv=None) -> int:
     import logging
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
-    from gs_recon.synthetic import default_objects, make_scene, write_exemplars
+    from gs_recon.data.synthetic import default_objects, make_scene, write_exemplars
 
     work = Path(a.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -212,7 +212,7 @@ def main(argv=None) -> int:
     if a.quick:
         print(f"quick run: {total:.0f} s")
         return 0
-    from gs_recon.bench import write_doc_section
+    from gs_recon.eval.bench import write_doc_section
 
     write_doc_section(a.out, "prior-benchmark", table(rows, a, total))
     print(f"wrote {a.out} ({total / 60:.1f} min)")

@@ -20,7 +20,7 @@ except ModuleNotFoundError:  # a checkout that is not installed: the package sit
 
 import torch  # noqa: E402
 
-from gs_recon.bench import random_scene  # noqa: E402
+from gs_recon.eval.bench import random_scene  # noqa: E402
 from gs_recon.render import rasterize_cpu  # noqa: E402
 from gs_recon.render.api import render  # noqa: E402
 from gs_recon.render.projection import project  # noqa: E402

@@ -6,7 +6,7 @@ all around), each reconstructed twice with tools/train.py: reconstruction only (
 and with the prior stages using the tiny RANDOM diffusion model (configs/tiny_prior_cpu.yaml), then
 evaluated with tools/eval.py. Writes the table to docs/BENCHMARKS.md (or --out).
 
-    python tools/benchmark_synthetic.py [--work /tmp/gs_bench] [--out docs/BENCHMARKS.md]
+    python tools/bench_synthetic.py [--work /tmp/gs_bench] [--out docs/BENCHMARKS.md]
 """
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ def main(argv=None) -> int:
     ap.add_argument("--work", default="/tmp/gs_bench")
     ap.add_argument("--out", default=str(ROOT / "docs" / "BENCHMARKS.md"))
     a = ap.parse_args(argv)
-    from gs_recon.synthetic import make_scene
+    from gs_recon.data.synthetic import make_scene
 
     work = Path(a.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -89,7 +89,7 @@ def main(argv=None) -> int:
     lines = [
         "# Synthetic benchmark",
         "",
-        f"Produced by `python tools/benchmark_synthetic.py` on {platform.machine()} CPU, {os.cpu_count()} cores,"
+        f"Produced by `python tools/bench_synthetic.py` on {platform.machine()} CPU, {os.cpu_count()} cores,"
         f" no GPU, {time.strftime('%Y-%m-%d')}. Scenes: `real3` = bunny, spot, banana from"
         " `../shared/data/meshes`; `prims3` = box, ball, cylinder; `mixed5` = bunny, spot + 3 primitives;"
         " each in a 6 m room, 10 training views (128x96) on a 180 degree arc (object backs unseen),"
@@ -128,7 +128,7 @@ def main(argv=None) -> int:
         "weights (`--prior.model stabilityai/stable-diffusion-2-1-base`) and a GPU; no such run has been",
         "made in this repository yet.",
     ]
-    from gs_recon.bench import write_doc_section
+    from gs_recon.eval.bench import write_doc_section
 
     # its own section: the prior and background benchmarks write theirs into the same file
     write_doc_section(a.out, "synthetic-benchmark",

@@ -10,7 +10,7 @@ It writes one picture per case (object crop: splat render | textured mesh | phot
     python tools/bench_texture.py [--cases demo,real3] [--work /tmp/gs_bench_tex]
 
 Cases: demo = the README demo (examples/demo_scene, configs/tiny_cpu.yaml); real3 = the synthetic benchmark's
-real3 scene (tools/benchmark_synthetic.py: bunny, spot, banana; 10 views on a 180 degree arc, 8 test views
+real3 scene (tools/bench_synthetic.py: bunny, spot, banana; 10 views on a 180 degree arc, 8 test views
 all around, so the objects' backs are seen only by test views).
 """
 from __future__ import annotations
@@ -39,7 +39,7 @@ MESHES = ROOT.parent / "shared" / "data" / "meshes"
 def _scene(case: str, work: Path) -> Path:
     if case == "demo":
         return ROOT / "examples" / "demo_scene"
-    from gs_recon.synthetic import make_scene
+    from gs_recon.data.synthetic import make_scene
 
     real = [MESHES / "stanford-bunny.obj", MESHES / "spot" / "spot.obj",
             MESHES / "ycb_banana" / "textured_simple_reoriented.obj"]
@@ -78,8 +78,8 @@ def _figure(run, path: Path) -> None:
 
 def run_case(case: str, work: Path) -> dict:
     from gs_recon.eval.texture_eval import textured_vs_splats
-    from gs_recon.mesh.extract import extract_meshes
-    from gs_recon.run_io import open_run
+    from gs_recon.export.meshes import extract_meshes
+    from gs_recon.run.manifest import open_run
 
     out = work / f"run_{case}"
     if not (out / "scene.json").exists():

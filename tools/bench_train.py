@@ -50,7 +50,7 @@ def make_case(work: Path, width: int, height: int, n: int):
     """(scene, config) for one case; the scene folder is generated once per size under `work`."""
     from gs_recon.config import load_config
     from gs_recon.data import load_scene
-    from gs_recon.synthetic import make_scene
+    from gs_recon.data.synthetic import make_scene
 
     root = work / f"scene_{width}x{height}"
     if not (root / "objects.json").exists():
@@ -146,8 +146,8 @@ def profile_steps(tr, steps: int) -> None:
 
 def run_case(work: Path, width: int, height: int, n: int, steps: int, warmup: int, prior: bool,
              profile: int = 0):
-    from gs_recon.guidance.sd import load_guidance
-    from gs_recon.train.prior import APPEARANCE_KEYS, GEOMETRY_KEYS, PriorStages
+    from gs_recon.prior.models import load_guidance
+    from gs_recon.prior.stages import APPEARANCE_KEYS, GEOMETRY_KEYS, PriorStages
     from gs_recon.train.recon import Trainer
 
     scene, cfg = make_case(work, width, height, n)

@@ -26,8 +26,8 @@ except ModuleNotFoundError:  # a checkout that is not installed: the package sit
 
 import torch  # noqa: E402
 
-from gs_recon.bench import random_scene  # noqa: E402
-from gs_recon.visibility import accumulate, accumulate_autograd  # noqa: E402
+from gs_recon.eval.bench import random_scene  # noqa: E402
+from gs_recon.prior.visibility import accumulate, accumulate_autograd  # noqa: E402
 
 
 def _time(fn, repeats: int) -> float:

@@ -19,7 +19,7 @@ try:
 except ModuleNotFoundError:  # a checkout that is not installed: the package sits beside tools/
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from gs_recon.data.errors import SceneError  # noqa: E402
+from gs_recon.errors import SceneError  # noqa: E402
 
 
 def _heat(x):
@@ -48,11 +48,11 @@ def main(argv=None) -> int:
         import torch
         from PIL import Image, ImageDraw
 
-        from gs_recon.cameras import look_at
+        from gs_recon.geometry import look_at, pinhole_K, quantile_box, ring_direction
         from gs_recon.io_utils import atomic_path
         from gs_recon.render.api import render
-        from gs_recon.run_io import open_run, parse_ids
-        from gs_recon.visibility import geometry_weight, update_params_visibility
+        from gs_recon.run.manifest import open_run, parse_ids
+        from gs_recon.prior.visibility import geometry_weight, update_params_visibility
 
         run = open_run(a.run_dir)
         parse_ids(str(a.object), run.scene)
@@ -66,14 +66,14 @@ def main(argv=None) -> int:
         seen = (cams - c).mean(0)
         seen = seen - (seen @ up) * up
         seen = seen / seen.norm().clamp(min=1e-6)
-        ext = float((pts.quantile(0.98, 0) - pts.quantile(0.02, 0)).max())
+        lo, hi = quantile_box(pts)
+        ext = float((hi - lo).max())
         dist = ext / 0.8 / (2 * math.tan(math.radians(21)))
-        f = 0.5 * a.size / math.tan(math.radians(21))
-        K = torch.tensor([[f, 0, a.size / 2], [0, f, a.size / 2], [0, 0, 1.0]])[None]
+        K = pinhole_K(42.0, a.size, a.size)[None]
         rows, covers = [], []
         # row 1: the side the training cameras saw most; row 2: the opposite side, seen least
         for d in (seen, -seen):
-            eye = c + dist * (math.cos(math.radians(25)) * d + math.sin(math.radians(25)) * up)
+            eye = c + dist * ring_direction(0.0, math.radians(25), d, torch.zeros(3), up)
             vm = look_at(tuple(eye.tolist()), tuple(c.tolist()), up=tuple(up.tolist()))[None]
             with torch.no_grad():
                 out = render(p, vm, K, a.size, a.size, sh_degree=run.cfg.model.sh_degree,

@@ -13,8 +13,8 @@ from typing import Annotated, Literal, Optional
 
 import tyro
 
-from ..data.errors import SceneError
-from .args import parse
+from ..errors import SceneError
+from ..config.options import parse
 
 
 @dataclasses.dataclass
@@ -42,7 +42,7 @@ def main(argv=None) -> int:
 
         from ..eval.evaluate import evaluate_run
         from ..io_utils import write_json
-        from ..run_io import open_run
+        from ..run.manifest import open_run
 
         run = open_run(a.run_dir)
         res = evaluate_run(run, a.gt, a.threshold, a.samples, a.protocol)

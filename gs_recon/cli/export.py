@@ -19,8 +19,9 @@ from typing import Annotated, Literal, Optional
 
 import tyro
 
-from ..data.errors import SceneError
-from .args import ConfigArgs, parse, run_default
+from ..errors import SceneError
+from ..config.options import ConfigArgs, parse
+from .args import run_default
 
 
 @dataclasses.dataclass
@@ -38,7 +39,7 @@ def main(argv=None) -> int:
     try:
         a = parse(ExportArgs, argv, run_default(ExportArgs, argv, format=tyro.MISSING), "gs-recon export", __doc__)
         from ..export.scene_export import export_selection
-        from ..run_io import open_run, parse_ids
+        from ..run.manifest import open_run, parse_ids
 
         run = open_run(a.run_dir, cfg=a.cfg)
         objs = parse_ids(a.objects, run.scene)

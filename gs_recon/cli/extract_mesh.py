@@ -14,8 +14,9 @@ from typing import Annotated, Optional
 
 import tyro
 
-from ..data.errors import SceneError
-from .args import ConfigArgs, parse, run_default
+from ..errors import SceneError
+from ..config.options import ConfigArgs, parse
+from .args import run_default
 
 
 @dataclasses.dataclass
@@ -31,8 +32,8 @@ def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         a = parse(ExtractArgs, argv, run_default(ExtractArgs, argv), "gs-recon extract-mesh", __doc__)
-        from ..mesh.extract import extract_meshes
-        from ..run_io import open_run, parse_ids
+        from ..export.meshes import extract_meshes
+        from ..run.manifest import open_run, parse_ids
 
         run = open_run(a.run_dir, cfg=a.cfg)
         objs = parse_ids(a.objects, run.scene)

@@ -24,7 +24,7 @@ COMMANDS = {
 }
 BENCHES = {"render": "bench_render.py", "visibility": "bench_visibility.py", "train": "bench_train.py",
            "mesh": "bench_mesh.py", "texture": "bench_texture.py", "viewer": "bench_viewer.py",
-           "prior": "bench_prior.py", "synthetic": "benchmark_synthetic.py"}
+           "prior": "bench_prior.py", "synthetic": "bench_synthetic.py"}
 
 
 def usage() -> str:

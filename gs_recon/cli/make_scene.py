@@ -1,4 +1,4 @@
-"""Generate a synthetic multi-object scene with ground truth (see gs_recon.synthetic).
+"""Generate a synthetic multi-object scene with ground truth (see gs_recon.data.synthetic).
 
     gs-recon make-scene OUT [--meshes a.obj b.obj] [--objects 3] [--views 24] [--arc 360]
         [--test_views 0] [--width 128] [--height 96] [--no_priors] [--exemplars DIR]
@@ -16,7 +16,7 @@ from typing import Annotated, List, Literal, Optional
 
 import tyro
 
-from .args import parse
+from ..config.options import parse
 
 
 @dataclasses.dataclass
@@ -41,7 +41,7 @@ class MakeSceneArgs:
 
 
 def main(argv=None) -> int:
-    from ..synthetic import default_objects, make_scene, write_exemplars
+    from ..data.synthetic import default_objects, make_scene, write_exemplars
 
     argv = list(sys.argv[1:] if argv is None else argv)
     a = parse(MakeSceneArgs, argv, MakeSceneArgs(out=tyro.MISSING), "gs-recon make-scene", __doc__)

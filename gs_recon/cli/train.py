@@ -20,8 +20,9 @@ from typing import Annotated, Optional
 import tyro
 
 from ..config import Config, load_config
-from ..data.errors import SceneError
-from .args import ConfigArgs, parse, preset_arg
+from ..errors import SceneError
+from ..config.options import ConfigArgs, parse
+from .args import preset_arg
 
 
 @dataclasses.dataclass

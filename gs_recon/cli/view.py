@@ -14,8 +14,8 @@ from typing import Annotated, Literal
 
 import tyro
 
-from ..data.errors import SceneError
-from .args import parse
+from ..errors import SceneError
+from ..config.options import parse
 
 
 @dataclasses.dataclass

@@ -1,7 +1,7 @@
 """Typed command-line options generated from the config dataclasses (tyro).
 
 Why tyro: gsplat's simple_trainer and nerfstudio build their command lines with it, it is maintained, and
-it reads each field's type, default and comment straight from the dataclasses in gs_recon/config.py,
+it reads each field's type, default and comment straight from the dataclasses in gs_recon/config/schema.py,
 so ``--help`` cannot drift from the code. What we add on top (``REGISTRY``) is how values are typed:
 
 - booleans take a value: ``--mesh.extract false`` (true/false/yes/no/on/off/1/0); a tool's own switches
@@ -20,13 +20,15 @@ import difflib
 import io
 import re
 import typing
+from pathlib import Path
 from typing import Any, List, Optional, Sequence
 
 import tyro
+import yaml
 from tyro.constructors import ConstructorRegistry, PrimitiveConstructorSpec, PrimitiveTypeInfo
 
-from ..config import RETIRED, Config, validate
-from ..data.errors import SceneError
+from ..errors import SceneError
+from .schema import RETIRED, Config, _apply, preset_path, validate
 
 REGISTRY = ConstructorRegistry()
 TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
@@ -177,45 +179,22 @@ class _Overrides:
     cfg: ConfigArgs
 
 
-def preset_arg(argv: Sequence[str], flag: str = "--config") -> Optional[str]:
-    """The value of ``--config X`` / ``--config=X`` in argv (read before parsing: it sets the defaults)."""
-    for i, a in enumerate(argv):
-        if a == flag and i + 1 < len(argv):
-            return argv[i + 1]
-        if a.startswith(flag + "="):
-            return a.split("=", 1)[1]
-    return None
+def load_config(path: Optional[str | Path] = None, overrides: Optional[List[str]] = None) -> Config:
+    """Defaults, then a YAML preset, then ``--key.sub value`` / ``key.sub=value`` overrides.
 
-
-def first_positional(cls: type, argv: Sequence[str]) -> Optional[str]:
-    """The first positional token of argv (a RUN_DIR read before parsing: its saved config is the default)."""
-    takes_value = set(option_names(cls))
-    flags = _switches(cls)
-    i = 0
-    while i < len(argv):
-        a = argv[i]
-        if not a.startswith("-"):
-            return a
-        key = a[2:].split("=", 1)[0].replace("-", "_")
-        i += 1 if ("=" in a or key in flags or key not in takes_value) else 2
-    return None
-
-
-def _switches(cls: type) -> set:
-    hints = typing.get_type_hints(cls)
-    return {f.name for f in dataclasses.fields(cls) if hints[f.name] is bool}
-
-
-def run_default(cls: type, argv: Sequence[str], **fields):
-    """A default ``cls`` instance for a tool taking RUN_DIR: the run's saved config is what the command
-    line overrides (the plain defaults when RUN_DIR is missing or unreadable: open_run reports that)."""
-    from ..config import config_from_dict
-    from ..run_io import read_manifest
-
-    run_dir, cfg = first_positional(cls, argv), Config()
-    if run_dir:
+    ``path``: a YAML file, or a preset's name ('tiny_cpu') from the bundled configs/. Overrides are parsed
+    by the same typed parser as the command line (below); errors are SceneErrors.
+    """
+    cfg = Config()
+    if path is not None:
+        p = preset_path(path)
         try:
-            cfg = config_from_dict(read_manifest(run_dir)["config"], f"{run_dir}/scene.json")
-        except SceneError:
-            pass
-    return cls(run_dir=tyro.MISSING, cfg=cfg, **fields)
+            d = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise SceneError(f"{p}: invalid YAML ({str(e).splitlines()[0]})") from None
+        if not isinstance(d, dict):
+            raise SceneError(f"{p}: a config file must be a YAML mapping")
+        _apply(cfg, d, "", str(p))
+    if overrides:
+        cfg = parse_config_overrides(cfg, overrides)
+    return validate(cfg)

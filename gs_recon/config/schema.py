@@ -1,7 +1,7 @@
 """Dataclass configs and YAML presets.
 
 Every constant the method uses lives here with a comment saying where it comes from; the comments are
-also the command line's help (gs_recon/cli/args.py generates ``--key.sub value`` options from these
+also the command line's help (gs_recon/config/options.py generates ``--key.sub value`` options from these
 dataclasses with tyro, so a field's type, default and comment are what ``--help`` shows).
 """
 from __future__ import annotations
@@ -13,9 +13,7 @@ from pathlib import Path
 import typing
 from typing import Any, Dict, List, Literal, Optional
 
-import yaml
-
-from .data.errors import SceneError
+from ..errors import SceneError
 
 
 @dataclass
@@ -86,7 +84,6 @@ class TrainConfig:
     # arXiv:2406.18533); off: rank 0 reconstructs alone and the ranks share only the prior stages
     distributed: bool = False
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: cuda when available
-    eval_every: int = 0  # 0 = only at the end
 
 
 @dataclass
@@ -234,6 +231,7 @@ RETIRED = {
     "prior.gaussian_weighting": "the per-Gaussian SDS weighting was replaced by per-pixel weighting only "
                                 "(DP-Recon); --prior.gaussian_gate is the optional binary per-Gaussian gate",
     "prior.vis_count_thresh": "visibility for the prior is the best view's ratio, which no count threshold changes",
+    "train.eval_every": "it was never read: the test views are evaluated once, at the end",
 }
 
 
@@ -296,29 +294,6 @@ def config_from_dict(d: Dict[str, Any], source: str = "config") -> Config:
     return cfg
 
 
-def load_config(path: Optional[str | Path] = None, overrides: Optional[List[str]] = None) -> Config:
-    """Defaults, then a YAML preset, then ``--key.sub value`` / ``key.sub=value`` overrides.
-
-    ``path``: a YAML file, or a preset's name ('tiny_cpu') from the bundled configs/. Overrides are parsed
-    by the same typed parser as the command line (gs_recon/cli/args.py); errors are SceneErrors.
-    """
-    cfg = Config()
-    if path is not None:
-        p = preset_path(path)
-        try:
-            d = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise SceneError(f"{p}: invalid YAML ({str(e).splitlines()[0]})") from None
-        if not isinstance(d, dict):
-            raise SceneError(f"{p}: a config file must be a YAML mapping")
-        _apply(cfg, d, "", str(p))
-    if overrides:
-        from .cli.args import parse_config_overrides
-
-        cfg = parse_config_overrides(cfg, overrides)
-    return validate(cfg)
-
-
 MODEL_FORMS = ("a Hugging Face hub id (owner/name, e.g. stabilityai/stable-diffusion-2-1-base)",
                "a local diffusers folder", "exemplar:DIR", "tiny-random")
 
@@ -360,4 +335,4 @@ def preset_path(path: str | Path) -> Path:
 
 
 # configs/ in a checkout; gs_recon/presets/ in an installed package (setup.py maps configs/ there)
-PRESET_DIRS = [Path(__file__).resolve().parent / "presets", Path(__file__).resolve().parents[1] / "configs"]
+PRESET_DIRS = [Path(__file__).resolve().parents[1] / "presets", Path(__file__).resolve().parents[2] / "configs"]

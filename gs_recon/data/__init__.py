@@ -1,2 +1,2 @@
-from .errors import SceneError  # noqa: F401
-from .scene import ObjectInfo, Scene, load_scene  # noqa: F401
+from .scene import Scene, load_scene  # noqa: F401
+from .types import ObjectInfo  # noqa: F401

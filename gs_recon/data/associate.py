@@ -16,7 +16,7 @@ from typing import Dict, Tuple
 
 import numpy as np
 
-from .errors import SceneError
+from ..errors import SceneError
 
 
 def point_labels(inst: np.ndarray, viewmats: np.ndarray, Ks: np.ndarray, points: np.ndarray, radius: int = 2,

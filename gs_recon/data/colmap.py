@@ -11,7 +11,7 @@ from typing import Dict, List, Tuple
 
 import numpy as np
 
-from .errors import SceneError
+from ..errors import SceneError
 
 # model id -> (name, number of params)
 CAMERA_MODELS = {
@@ -49,24 +49,6 @@ class Model:
     points: np.ndarray  # [P, 3]
     colors: np.ndarray  # [P, 3] uint8
     point_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-
-
-def qvec_to_rotmat(q: np.ndarray) -> np.ndarray:
-    w, x, y, z = np.asarray(q, dtype=np.float64) / np.linalg.norm(q)
-    return np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-        [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-        [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
-    ])
-
-
-def rotmat_to_qvec(R: np.ndarray) -> np.ndarray:
-    """Rotation matrix [3,3] -> unit quaternion (w, x, y, z) with w >= 0."""
-    from scipy.spatial.transform import Rotation
-
-    x, y, z, w = Rotation.from_matrix(R).as_quat()
-    q = np.array([w, x, y, z])
-    return q if q[0] >= 0 else -q
 
 
 def _read(f, fmt: str):

@@ -20,11 +20,12 @@ from __future__ import annotations
 import json
 import warnings
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Tuple
 
 import numpy as np
 
-from .errors import SceneError
+from ..errors import SceneError
+from .types import ObjectInfo
 
 
 def decompose_projection(P: np.ndarray, where: str = "P") -> Tuple[np.ndarray, np.ndarray]:
@@ -131,8 +132,6 @@ def find_neus(root: Path) -> bool:
 
 
 def _objects(root: Path):
-    from .scene import ObjectInfo
-
     p = root / "instance_id.json"
     if not p.exists():
         raise SceneError(f"{root}: DP-Recon layout without instance_id.json (name -> instance id); add it")
@@ -204,8 +203,6 @@ def parse_dprecon(root: Path, center_crop: str = "auto"):
 
 def parse_neus(root: Path):
     """NeuS / IDR DTU: image/ (or images/), mask/ (foreground = object 1), cameras_sphere.npz."""
-    from .scene import ObjectInfo
-
     img_dir = root / "image" if (root / "image").is_dir() else root / "images"
     rgb = sorted(p for p in img_dir.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
     if not rgb:

@@ -12,9 +12,11 @@ from pathlib import Path
 from typing import List, Optional, Tuple
 
 import numpy as np
+import torch
 
+from ..errors import SceneError
+from ..geometry import quat_to_rotmat
 from . import colmap
-from .errors import SceneError
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".PNG", ".JPG", ".JPEG")
 
@@ -48,7 +50,7 @@ def parse_colmap(root: Path, images_dir: Path):
             f = sp / "cameras.bin" if (sp / "cameras.bin").exists() else sp / "cameras.txt"
             raise SceneError(f"{f}: {e}") from None
         vm = np.eye(4)
-        vm[:3, :3] = colmap.qvec_to_rotmat(im.qvec)
+        vm[:3, :3] = quat_to_rotmat(torch.from_numpy(np.asarray(im.qvec, dtype=np.float64))).numpy()
         vm[:3, 3] = im.tvec
         frames.append(dict(name=im.name, path=images_dir / im.name, viewmat=vm, K=K, dist=dist,
                            width=cam.width, height=cam.height, source=str(sp)))

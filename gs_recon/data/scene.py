@@ -17,24 +17,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .errors import SceneError
+from ..errors import SceneError
 from .idr import find_dprecon, find_neus, parse_dprecon, parse_neus
 from .parsers import find_colmap_dir, find_transforms, parse_colmap, parse_transforms
+from .types import ObjectInfo
 
 log = logging.getLogger("gs_recon")
-
-
-@dataclass
-class ObjectInfo:
-    id: int
-    name: str
-    prompt: str
-    category: str = ""  # objects.json "category" (the exemplar prior's folder), else the name
-    appearance_prompt: str = ""  # the appearance stage's prompt (DP-Recon's *_prompt_texture.json), else prompt
-
-    def __post_init__(self):
-        self.category = self.category or self.name
-        self.appearance_prompt = self.appearance_prompt or self.prompt
 
 
 @dataclass
@@ -229,7 +217,9 @@ def _has_cameras(root: Path) -> bool:
 
 
 def load_scene(root: str | Path, cfg=None) -> Scene:
-    """Load SCENE_DIR. cfg: DataConfig (defaults when None)."""
+    """Load SCENE_DIR. cfg: DataConfig (defaults when None). The steps, in order: the format's parser
+    (frames), checks, photos (decoded, undistorted, downscaled, cropped to a common size), instance masks
+    (or alpha), depth/normal priors, normalisation into the unit sphere, the train/test split."""
     from ..config import DataConfig
 
     cfg = cfg or DataConfig()
@@ -237,6 +227,36 @@ def load_scene(root: str | Path, cfg=None) -> Scene:
     if not root.is_dir():
         raise SceneError(f"{root}: scene folder not found; pass a folder with images/ and sparse/ or transforms.json")
     frames, pts, cols, split, extra = _frames(root, cfg.format, cfg.center_crop, cfg.sfm)
+    frames = _checked(root, frames)
+    objects = _read_objects(root) or dict(extra.get("objects") or {})
+    bg = np.ones(3) if cfg.white_background else np.zeros(3)
+    images, alpha, Ks, sizes, (W, H) = _load_photos(frames, cfg, bg)
+    inst, objects, assoc = _load_masks(root, frames, cfg, sizes, (W, H), Ks, pts, objects, alpha)
+    depth_prior = _load_priors(root / "depth", frames, sizes, (W, H), 1, "depth_path")
+    normal_prior = _load_priors(root / "normal", frames, sizes, (W, H), 3, "normal_path")
+    if depth_prior is not None and any("depth_mask_path" in fr for fr in frames):  # MonoSDF's valid-depth masks
+        valid = _load_priors(root / "_none", frames, sizes, (W, H), 1, "depth_mask_path")
+        if valid is not None:
+            depth_prior[valid < 0.5] = float("nan")
+    vms = np.stack([fr["viewmat"] for fr in frames])
+    vms_int, centre, s, w_from_i, up = _normalise(vms, pts)
+    names = [fr["name"] for fr in frames]
+    train_idx, test_idx = _split(root, names, split, cfg.test_every)
+    return Scene(
+        name=root.resolve().name, root=root, image_names=names, images=images,
+        viewmats=torch.from_numpy(vms_int).float(), Ks=torch.from_numpy(np.stack(Ks)).float(), width=W, height=H,
+        train_idx=train_idx, test_idx=test_idx, objects=sorted(objects.values(), key=lambda o: o.id),
+        instance=inst, alpha=alpha, depth_prior=depth_prior, normal_prior=normal_prior,
+        points=torch.from_numpy((pts - centre) * s).float() if pts is not None else None,
+        point_colors=torch.from_numpy(cols / 255.0).float() if cols is not None else None,
+        world_from_internal=torch.from_numpy(w_from_i).float(), up=torch.from_numpy(up).float(),
+        background_color=torch.from_numpy(bg).float(), source=frames[0]["source"],
+        world_frame=extra.get("world_frame") or {}, sfm=extra.get("sfm") or {}, association=assoc,
+    )
+
+
+def _checked(root: Path, frames: List[Dict]) -> List[Dict]:
+    """Frames with finite cameras whose photo exists (missing photos skipped with a warning)."""
     if not frames:
         raise SceneError(f"{root}: the camera file lists no images")
     kept = []
@@ -244,18 +264,21 @@ def load_scene(root: str | Path, cfg=None) -> Scene:
         if not np.isfinite(fr["viewmat"]).all() or not np.isfinite(fr["K"]).all():
             raise SceneError(f"{fr['source']}: non-finite (NaN/inf) pose or intrinsics for image {fr['name']}; fix the camera file")
         if not fr["path"].exists():
-            warnings.warn(f"gs_recon: {fr['path']} is listed in {fr['source']} but missing; skipping it", stacklevel=2)
+            warnings.warn(f"gs_recon: {fr['path']} is listed in {fr['source']} but missing; skipping it", stacklevel=3)
             continue
         kept.append(fr)
     if not kept:
         raise SceneError(f"{root}: none of the {len(frames)} images listed in {frames[0]['source']} exist (looked in {frames[0]['path'].parent})")
-    frames = kept
-    if len(frames) == 1:
+    if len(kept) == 1:
         warnings.warn(f"gs_recon: {root}: only one view; it is used for training, there is no test view and "
-                      "geometry is unconstrained in depth", stacklevel=2)
-    objects = _read_objects(root) or dict(extra.get("objects") or {})
+                      "geometry is unconstrained in depth", stacklevel=3)
+    return kept
 
-    # load, undistort, downscale
+
+def _load_photos(frames: List[Dict], cfg, bg: np.ndarray):
+    """Decode, undistort and downscale every photo, then centre-crop all to the smallest size (W, H).
+    Returns images [C,H,W,3] in [0,1] (RGBA composited over bg), alpha [C,H,W] or None, Ks (list of [3,3]),
+    each photo's downscaled size (w, h), and (W, H). Records per frame: file_size, K_file, scale_xy, crop."""
     imgs, alphas, Ks, sizes = [], [], [], []
     ds = float(cfg.downscale)
     for fr in frames:
@@ -279,7 +302,6 @@ def load_scene(root: str | Path, cfg=None) -> Scene:
         sizes.append((w, h))
         fr["scale_xy"] = (w / w0, h / h0)
     W, H = min(s[0] for s in sizes), min(s[1] for s in sizes)
-    bg = np.ones(3) if cfg.white_background else np.zeros(3)
     rgb_list = []
     for i, a in enumerate(imgs):
         h, w = a.shape[:2]
@@ -298,8 +320,16 @@ def load_scene(root: str | Path, cfg=None) -> Scene:
         rgb_list.append(f[..., :3])
     images = torch.from_numpy(np.stack(rgb_list)).float()
     alpha = torch.from_numpy(np.stack(alphas)).float() if all(a is not None for a in alphas) else None
+    return images, alpha, Ks, sizes, (W, H)
 
-    # instance masks
+
+def _load_masks(root: Path, frames: List[Dict], cfg, sizes, size, Ks, pts, objects: Dict[int, ObjectInfo],
+                alpha: Optional[Tensor]):
+    """Instance masks [C,H,W] int64 (0 background, -1 unknown) through the photos' undistortion, scaling and
+    crop: from instance/ or the parser's per-frame masks, made by --data.segmenter when there are none,
+    tied across views when ids are per photo; else alpha > 0.5 as object 1; None without either.
+    Returns (masks, objects completed with unnamed ids, the association's report)."""
+    W, H = size
     inst = None
     assoc = {}  # --data.masks per_image: the association's report
     inst_dir = root / "instance"
@@ -347,24 +377,20 @@ def load_scene(root: str | Path, cfg=None) -> Scene:
         present = set(int(v) for v in torch.unique(inst).tolist()) - {0, -1}
         inst_dir = inst_dir if not per_frame else Path(str(frames[0]["instance_path"])).parent
         for k in sorted(present - set(objects)):
-            warnings.warn(f"gs_recon: label {k} appears in {inst_dir} but not in objects.json; naming it object_{k}", stacklevel=2)
+            warnings.warn(f"gs_recon: label {k} appears in {inst_dir} but not in objects.json; naming it object_{k}", stacklevel=3)
             objects[k] = ObjectInfo(k, f"object_{k}", "a photo of an object")
         for k in sorted(set(objects) - present):
-            warnings.warn(f"gs_recon: object {k} ({objects[k].name}) in objects.json never appears in {inst_dir}; it will have no Gaussians", stacklevel=2)
+            warnings.warn(f"gs_recon: object {k} ({objects[k].name}) in objects.json never appears in {inst_dir}; it will have no Gaussians", stacklevel=3)
     elif alpha is not None:
         inst = (alpha > 0.5).long()
         if 1 not in objects:
             objects[1] = ObjectInfo(1, root.name or "object", f"a photo of a {root.name or 'object'}")
+    return inst, objects, assoc
 
-    depth_prior = _load_priors(root / "depth", frames, sizes, (W, H), 1, "depth_path")
-    normal_prior = _load_priors(root / "normal", frames, sizes, (W, H), 3, "normal_path")
-    if depth_prior is not None and any("depth_mask_path" in fr for fr in frames):  # MonoSDF's valid-depth masks
-        valid = _load_priors(root / "_none", frames, sizes, (W, H), 1, "depth_mask_path")
-        if valid is not None:
-            depth_prior[valid < 0.5] = float("nan")
 
-    # normalisation: camera centres into the unit sphere
-    vms = np.stack([fr["viewmat"] for fr in frames])
+def _normalise(vms: np.ndarray, pts: Optional[np.ndarray]):
+    """Camera centres into the unit sphere: (internal viewmats [C,4,4], centre [3], scale s, world_from_internal
+    [4,4] (the similarity back), up [3] (estimated from the cameras))."""
     centres = -np.einsum("cji,cj->ci", vms[:, :3, :3], vms[:, :3, 3])
     centre = centres.mean(0)
     radius = float(np.linalg.norm(centres - centre, axis=1).max())
@@ -376,21 +402,7 @@ def load_scene(root: str | Path, cfg=None) -> Scene:
     w_from_i = np.eye(4)
     w_from_i[:3, :3] /= s
     w_from_i[:3, 3] = centre
-    up = estimate_up(vms, centres)
-
-    names = [fr["name"] for fr in frames]
-    train_idx, test_idx = _split(root, names, split, cfg.test_every)
-    return Scene(
-        name=root.resolve().name, root=root, image_names=names, images=images,
-        viewmats=torch.from_numpy(vms_int).float(), Ks=torch.from_numpy(np.stack(Ks)).float(), width=W, height=H,
-        train_idx=train_idx, test_idx=test_idx, objects=sorted(objects.values(), key=lambda o: o.id),
-        instance=inst, alpha=alpha, depth_prior=depth_prior, normal_prior=normal_prior,
-        points=torch.from_numpy((pts - centre) * s).float() if pts is not None else None,
-        point_colors=torch.from_numpy(cols / 255.0).float() if cols is not None else None,
-        world_from_internal=torch.from_numpy(w_from_i).float(), up=torch.from_numpy(up).float(),
-        background_color=torch.from_numpy(bg).float(), source=frames[0]["source"],
-        world_frame=extra.get("world_frame") or {}, sfm=extra.get("sfm") or {}, association=assoc,
-    )
+    return vms_int, centre, s, w_from_i, estimate_up(vms, centres)
 
 
 def _load_priors(d: Path, frames, sizes, size, ch: int, key: str) -> Optional[Tensor]:

@@ -14,7 +14,7 @@ from typing import List
 import numpy as np
 import torch
 
-from .errors import SceneError
+from ..errors import SceneError
 
 
 def tiny_random_sam(seed: int = 0):

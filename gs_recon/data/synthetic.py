@@ -16,8 +16,8 @@ from typing import List, Sequence
 
 import numpy as np
 
-from .cameras import look_at_c2w
-from .data import colmap
+from ..geometry import look_at_c2w, ring_direction, rotmat_to_quat
+from . import colmap
 
 PALETTE = [(0.85, 0.25, 0.2), (0.2, 0.55, 0.85), (0.95, 0.75, 0.2), (0.3, 0.75, 0.35), (0.7, 0.35, 0.8),
            (0.9, 0.5, 0.15)]
@@ -102,7 +102,7 @@ def arc_cameras(n: int, arc_deg: float, radius: float, elev_deg: float, centre, 
     for i in range(n):
         az = math.radians(start_deg - arc_deg / 2 + (arc_deg * (i + 0.5) / n if arc_deg < 360 else 360.0 * i / n))
         el = math.radians(elev_deg + (rng.uniform(-jitter, jitter) if jitter else 0))
-        cam = np.array([radius * math.cos(el) * math.cos(az), radius * math.cos(el) * math.sin(az), radius * math.sin(el)])
+        cam = radius * ring_direction(az, el, *np.eye(3))  # z up
         out.append(look_at_c2w(cam + centre * [1, 1, 0], np.asarray(centre, float)))
     return out
 
@@ -199,7 +199,7 @@ def make_scene(out: Path, mesh_paths: Sequence[str] = (), n_objects: int = 3, vi
     imgs = {}
     for i, (n, c2w) in enumerate(zip(names, c2ws)):
         w2c = np.linalg.inv(c2w)
-        imgs[i + 1] = colmap.Image(i + 1, colmap.rotmat_to_qvec(w2c[:3, :3]), w2c[:3, 3], 1, n)
+        imgs[i + 1] = colmap.Image(i + 1, rotmat_to_quat(w2c[:3, :3]), w2c[:3, 3], 1, n)
     rng = np.random.default_rng(seed)
     allm = [room] + [o.mesh for o in objects]
     import trimesh
@@ -240,7 +240,7 @@ def _write_idr_layout(out: Path, layout: str, objects, room, c2ws, K, rgb, inst,
     import trimesh
     from PIL import Image
 
-    from .data.idr import write_cameras
+    from .idr import write_cameras
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -318,7 +318,7 @@ def depth_maps_around(mesh, n_views: int = 30, size: int = 160, dist: float = 1.
     deps, vms = [], []
     for i in range(n_views):
         az, el = 2 * math.pi * i / n_views, math.radians([-35, 5, 40][i % 3])
-        cam = c + dist * r * np.array([math.cos(el) * math.cos(az), math.cos(el) * math.sin(az), math.sin(el)])
+        cam = c + dist * r * ring_direction(az, el, *np.eye(3))
         c2w = look_at_c2w(cam, c)
         d = dc @ c2w[:3, :3].T
         _, ray, loc = rmi.intersects_id(np.broadcast_to(cam, d.shape), d / np.linalg.norm(d, axis=1, keepdims=True),
@@ -331,7 +331,7 @@ def depth_maps_around(mesh, n_views: int = 30, size: int = 160, dist: float = 1.
     return torch.tensor(np.stack(deps)), K[None].repeat(n_views, 1, 1), torch.tensor(np.stack(vms)).float()
 
 
-# ---------------------------------------------------------------- exemplar libraries (guidance/exemplar.py)
+# ---------------------------------------------------------------- exemplar libraries (prior/exemplar.py)
 # Shapes "of the same kind" as each generator object, never the exact one placed in the scene: other
 # proportions, bevels, radii, facet counts for the primitives; other real meshes of the same kind for the
 # real ones (../shared/data/meshes: four-legged animals cow + spot, figures homer + cheburashka).

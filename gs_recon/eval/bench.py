@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import torch
 
-from .cameras import look_at
-from .gaussians.model import create_params
+from ..gaussians.model import create_params
+from ..geometry import look_at
 
 
 def random_scene(n: int, size: int, seed: int = 0, n_labels: int = 1):
@@ -31,7 +31,7 @@ def write_doc_section(doc, name: str, md: str) -> None:
     there, else appended), atomically; the markers are part of md."""
     from pathlib import Path
 
-    from .io_utils import atomic_path
+    from ..io_utils import atomic_path
 
     begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
     doc = Path(doc)

@@ -15,7 +15,7 @@ from typing import Dict, Optional
 
 import torch
 
-from ..data.errors import SceneError
+from ..errors import SceneError
 from .mesh_metrics import mesh_metrics, sample_surface, visible_from
 from .metrics import instance_miou, label_map, psnr, ssim
 

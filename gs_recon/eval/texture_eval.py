@@ -32,7 +32,7 @@ def textured_vs_splats(run, views: List[int] | None = None) -> Dict:
     and the textured-mesh render. Returns {views, splat_psnr, mesh_psnr, per_view: [...]}. Needs instance
     masks on the test views and textured meshes in the run (mesh.texture true)."""
     from ..render.api import render
-    from ..data.errors import SceneError
+    from ..errors import SceneError
     from ..mesh.texture import render_textured
 
     sc = run.scene

@@ -1,1 +1,1 @@
-from .splats import read_ply, to_world, valid_mask, write_ply, write_splat  # noqa: F401
+from .splats import read_ply, valid_mask, write_ply, write_splat  # noqa: F401

@@ -1,23 +1,16 @@
 """Write a run's decomposed outputs: per-object / background / scene splats, test renders, scene.json."""
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Dict, List
 
 import numpy as np
 import torch
 
-from ..io_utils import atomic_path, check_writable, write_json
-from .splats import to_world, valid_mask, write_ply, write_splat, write_spz
-
-
-def slug(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "object"
-
-
-def object_file_stem(oid: int, name: str) -> str:
-    return f"{oid}_{slug(name)}"
+from ..geometry import transform_gaussians
+from ..io_utils import atomic_path, check_writable
+from ..run.layout import object_file_stem
+from .splats import valid_mask, write_ply, write_splat, write_spz
 
 
 SPLAT_WRITERS = {"ply": write_ply, "splat": write_splat, "spz": write_spz}
@@ -30,7 +23,7 @@ def export_splats(params, scene, out_dir: Path, formats=("ply", "splat", "spz"),
     Niantic .spz) under OUT_DIR/splats/. With `objects` given and not `whole`, also writes
     splats/selection.* holding just those objects. Returns manifest entries."""
     g = {k: v.detach().cpu() for k, v in params.items()}
-    gw = to_world(g, scene.world_from_internal)
+    gw = transform_gaussians(g, scene.world_from_internal)
     ok = valid_mask(gw)
     labels = gw["labels"]
     d = Path(out_dir) / "splats"
@@ -72,14 +65,10 @@ def save_png(path: Path, img: torch.Tensor) -> None:
         Image.fromarray(arr).save(tmp, format="PNG")
 
 
-def write_manifest(out_dir: Path, manifest: Dict) -> None:
-    write_json(Path(out_dir) / "scene.json", manifest)
-
-
 def export_selection(run, fmt: str, objects: List[int] | None, out_dir: Path) -> List[Path]:
     """tools/export.py: write `run`'s objects (ids, None = all) as fmt 'ply' | 'splat' | 'glb' under
     out_dir. Returns the written paths."""
-    from ..data.errors import SceneError
+    from ..errors import SceneError
 
     out_dir = Path(out_dir)
     check_writable(out_dir)
@@ -89,8 +78,8 @@ def export_selection(run, fmt: str, objects: List[int] | None, out_dir: Path) ->
         return [out_dir / f for e in entries for f in e["files"]]
     if fmt != "glb":
         raise SceneError(f"--format {fmt}: unknown; use ply, splat, spz or glb")
-    from ..mesh.extract import extract_meshes, write_glb
     from ..mesh.texture import load_mesh, mesh_file
+    from .meshes import extract_meshes, write_glb
 
     ids = objects if objects is not None else [o.id for o in run.scene.objects]
     nodes, missing = {}, []

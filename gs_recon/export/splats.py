@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..data.errors import SceneError
+from ..errors import SceneError
 from ..io_utils import atomic_path
 from ..render.sh import C0
 
@@ -27,26 +27,6 @@ def valid_mask(g: Dict[str, Tensor]) -> Tensor:
     ok &= g["quats"].detach().cpu().norm(dim=-1) > 1e-8
     ok &= g["scales"].detach().cpu().max(-1).values > -30
     return ok
-
-
-def to_world(g: Dict[str, Tensor], world_from_internal: Tensor) -> Dict[str, Tensor]:
-    """Apply the similarity world_from_internal [4,4] (uniform scale s*R, translation) to Gaussians."""
-    M = world_from_internal.double()
-    sR = M[:3, :3]
-    s = float(torch.det(sR).abs() ** (1 / 3))
-    R = (sR / s).float()
-    out = {k: v.detach().cpu().clone() for k, v in g.items()}
-    out["means"] = (g["means"].detach().cpu().double() @ sR.T + M[:3, 3]).float()
-    out["scales"] = g["scales"].detach().cpu() + float(np.log(s))
-    if not torch.allclose(R, torch.eye(3), atol=1e-6):
-        from scipy.spatial.transform import Rotation
-
-        from ..render.projection import quat_to_rotmat
-
-        rm = R[None] @ quat_to_rotmat(g["quats"].detach().cpu())
-        xyzw = torch.from_numpy(Rotation.from_matrix(rm.double().numpy()).as_quat()).float()
-        out["quats"] = torch.cat([xyzw[:, 3:], xyzw[:, :3]], -1)
-    return out
 
 
 def write_ply(path: str | Path, g: Dict[str, Tensor]) -> int:
@@ -201,53 +181,3 @@ def write_spz(path: str | Path, g: Dict[str, Tensor]) -> int:
     with atomic_path(path) as tmp:
         tmp.write_bytes(gzip.compress(header + body, mtime=0))
     return N
-
-
-def read_spz(path: str | Path) -> Dict[str, Tensor]:
-    """.spz version 2 or 3 -> the Gaussian dict (labels all 0). Clear errors on other files."""
-    import gzip
-
-    path = Path(path)
-    try:
-        raw = gzip.decompress(path.read_bytes())
-    except (OSError, EOFError) as e:
-        raise SceneError(f"{path}: not a gzip stream ({type(e).__name__}); not a .spz file") from None
-    magic, version, N = np.frombuffer(raw[:12], "<u4")
-    deg, frac = raw[12], raw[13]
-    if magic != SPZ_MAGIC or version not in (2, 3):
-        raise SceneError(f"{path}: not a .spz file (magic {magic:#x}, version {version}); versions 2 and 3 are read")
-    dim = {0: 0, 1: 3, 2: 8, 3: 15}[deg]
-    sizes = [N * 9, N, N * 3, N * 3, N * (4 if version == 3 else 3), N * dim * 3]
-    offs = np.cumsum([16] + sizes)
-    if len(raw) < offs[-1]:
-        raise SceneError(f"{path}: truncated ({len(raw)} of {offs[-1]} bytes)")
-    part = [np.frombuffer(raw[offs[i]:offs[i + 1]], np.uint8) for i in range(6)]
-    p = part[0].reshape(-1, 3).astype(np.int64)
-    fixed = p[:, 0] | (p[:, 1] << 8) | (p[:, 2] << 16)
-    fixed = np.where(fixed & 0x800000, fixed - (1 << 24), fixed)
-    means = (fixed / float(1 << frac)).reshape(N, 3)
-    a = part[1].astype(np.float64) / 255.0
-    opac = np.log(np.clip(a, 1e-6, 1 - 1e-6) / np.clip(1 - a, 1e-6, 1))
-    sh0 = (part[2].reshape(N, 3).astype(np.float64) - 127.5) / (0.15 * 255.0)
-    scales = part[3].reshape(N, 3).astype(np.float64) / 16.0 - 10.0
-    if version == 3:
-        r = part[4].reshape(N, 4).astype(np.uint32)
-        comp = r[:, 0] | (r[:, 1] << 8) | (r[:, 2] << 16) | (r[:, 3] << 24)
-        big = comp >> 30
-        xyzw = np.zeros((N, 4))
-        for i in (3, 2, 1, 0):  # the last packed component sits in the lowest bits
-            others = big != i
-            mag = (comp & 511).astype(np.float64) / 511.0 * np.sqrt(0.5)
-            val = np.where(comp & 512, -mag, mag)
-            xyzw[:, i] = np.where(others, val, 0.0)
-            comp = np.where(others, comp >> 10, comp)
-        xyzw[np.arange(N), big] = np.sqrt(np.clip(1.0 - (xyzw ** 2).sum(-1), 0.0, None))
-    else:
-        xyz = part[4].reshape(N, 3).astype(np.float64) / 127.5 - 1.0
-        xyzw = np.concatenate([xyz, np.sqrt(np.clip(1 - (xyz ** 2).sum(-1), 0, None))[:, None]], -1)
-    shN = ((part[5].reshape(N, dim, 3).astype(np.float64) - 128.0) / 128.0) if dim else np.zeros((N, 0, 3))
-    means, shN = means * SPZ_RDF_RUB_P, shN * SPZ_RDF_RUB_SH[:dim, None]  # RUB -> RDF (the same flips)
-    xyzw[:, :3] *= SPZ_RDF_RUB_P
-    t = lambda x: torch.from_numpy(np.ascontiguousarray(x)).float()  # noqa: E731
-    return {"means": t(means), "sh0": t(sh0)[:, None, :], "shN": t(shN), "opacities": t(opac), "scales": t(scales),
-            "quats": t(np.concatenate([xyzw[:, 3:], xyzw[:, :3]], -1)), "labels": torch.zeros(N, dtype=torch.long)}

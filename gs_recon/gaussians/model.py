@@ -17,7 +17,6 @@ from torch import Tensor, nn
 from ..render.sh import num_sh_bases, rgb_to_sh
 
 PARAM_KEYS = ("means", "scales", "quats", "opacities", "sh0", "shN")
-BUFFER_KEYS = ("labels", "visibility")
 
 
 def knn_mean_dist(points: np.ndarray, k: int = 3) -> np.ndarray:
@@ -31,15 +30,8 @@ def knn_mean_dist(points: np.ndarray, k: int = 3) -> np.ndarray:
     return d[:, 1:].mean(-1).astype(np.float32)
 
 
-def create_params(
-    points: Tensor,
-    colors: Tensor,
-    labels: Tensor,
-    sh_degree: int = 3,
-    init_opacity: float = 0.1,
-    init_scale: float = 1.0,
-    device: str | torch.device = "cpu",
-) -> nn.ParameterDict:
+def create_params(points: Tensor, colors: Tensor, labels: Tensor, sh_degree: int = 3, init_opacity: float = 0.1,
+                  init_scale: float = 1.0, device: str | torch.device = "cpu") -> nn.ParameterDict:
     """points [N,3], colors [N,3] in [0,1], labels [N] -> ParameterDict of labeled Gaussians."""
     N = points.shape[0]
     dist = torch.from_numpy(knn_mean_dist(points.detach().cpu().numpy().astype(np.float64)))

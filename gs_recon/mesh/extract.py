@@ -1,24 +1,22 @@
-"""Meshes from a trained run: for each object (and the background, and the whole scene) render
-object-alone median depth, alpha and RGB from the training views plus orbit views around its box,
-keep pixels with alpha > 0.5, fuse into a TSDF over the box, marching cubes, clean, colour.
-Then decimate to a face budget, unwrap (xatlas) and bake an albedo texture from the same renders.
-Writes meshes/objects/<id>_<name>.ply (vertex colours) and .obj/.mtl/_albedo.png, meshes/background.*,
-meshes/scene.ply and meshes/scene.glb (one named, textured node per object), all in the input's world frame.
+"""Meshes from a trained run: for each object (and the background) render object-alone median depth, alpha
+and RGB from the training views plus orbit views around its box, keep pixels with alpha > 0.5, fuse into a
+TSDF over the box, marching cubes, clean, colour. Then decimate to a face budget, unwrap (xatlas) and bake an
+albedo texture from the same renders. Returns meshes in the input's world frame (build_meshes); writing them
+is export/meshes.py's.
 """
 from __future__ import annotations
 
 import math
 import time
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
 import numpy as np
 import torch
 
-from ..cameras import look_at
 from ..config import MeshConfig
-from ..data.errors import SceneError
-from ..io_utils import atomic_path
+from ..errors import SceneError
+from ..geometry import orbit_viewmats, panorama_cameras, pinhole_K
 from ..render.api import render
 from .simplify import decimate
 from .texture import BakeViews, bake, textured_mesh, unwrap
@@ -28,31 +26,19 @@ FREE = 1e6  # depth written for pixels an object does not cover (free space all 
 
 
 def orbit_cameras(lo: np.ndarray, hi: np.ndarray, up: np.ndarray, n: int, W: int, H: int, fovy_deg: float = 45.0):
-    """n cameras on two rings around the box, looking at its centre: viewmats [n,4,4], Ks [n,3,3]."""
-    c = (lo + hi) / 2
-    r = float(np.linalg.norm(hi - lo)) / 2
-    f = 0.5 * H / math.tan(math.radians(fovy_deg) / 2)
-    dist = r / math.sin(math.radians(fovy_deg) / 2) * 1.1
-    up = up / max(np.linalg.norm(up), 1e-8)
-    a = np.cross(up, [1.0, 0, 0]) if abs(up[0]) < 0.9 else np.cross(up, [0, 1.0, 0])
-    a /= np.linalg.norm(a)
-    b = np.cross(up, a)
-    vms = []
-    for i in range(n):
-        el = math.radians(15 if i % 2 == 0 else 50)
-        az = 2 * math.pi * i / n
-        d = math.cos(el) * (math.cos(az) * a + math.sin(az) * b) + math.sin(el) * up
-        vms.append(look_at(tuple(c + dist * d), tuple(c), up=tuple(up)))
-    K = torch.tensor([[f, 0, W / 2], [0, f, H / 2], [0, 0, 1.0]])
-    return torch.stack(vms), K[None].repeat(n, 1, 1)
+    """n cameras on two rings (elevation 15 and 50 degrees, alternating) around the box [lo, hi] ([3] each),
+    looking at its centre from 1.1x the distance at which its bounding sphere fills the view height:
+    viewmats [n,4,4], Ks [n,3,3]."""
+    dist = float(np.linalg.norm(hi - lo)) / 2 / math.sin(math.radians(fovy_deg) / 2) * 1.1
+    vms = orbit_viewmats((lo + hi) / 2, [dist] * n, [2 * math.pi * i / n for i in range(n)],
+                         [math.radians(15 if i % 2 == 0 else 50) for i in range(n)], up)
+    return vms, pinhole_K(fovy_deg, W, H)[None].repeat(n, 1, 1)
 
 
 def room_cameras(room: Dict, n: int, W: int, H: int):
     """Inward views of a completed room (train/room.py's box): from its centre at mid-height, n horizontal
     directions plus straight down and up, 90-degree vertical FoV, so every face is seen. -> viewmats [n+2,4,4]
     (internal frame), Ks [n+2,3,3]."""
-    from ..guidance.cameras import panorama_cameras
-
     box = room["box"]
     o, ax, size = (np.asarray(box[k], dtype=np.float64) for k in ("origin", "axes", "size"))
     a, b, up = ax
@@ -125,40 +111,30 @@ def to_world_mesh(mesh, world_from_internal: torch.Tensor):
     return m
 
 
-def _export(mesh, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        mesh.export(str(tmp), file_type=path.suffix[1:])
+@dataclass
+class MeshResult:
+    """One mesh of build_meshes, in the input's world frame. textured: the decimated mesh with UVs and its
+    albedo material (cfg.texture), else None; stats: faces, decimation, watertightness, bbox, iso level,
+    texture figures (the manifest's per-mesh entry)."""
+    id: int  # object id; 0 the background
+    name: str
+    mesh: object  # trimesh.Trimesh with vertex colours (None: too few Gaussians for a surface)
+    textured: Optional[object] = None
+    texture_image: Optional[np.ndarray] = None  # [T,T,3] uint8 albedo of `textured`
+    stats: Dict = field(default_factory=dict)
 
 
-def write_glb(nodes: Dict[str, object], path: Path) -> None:
-    """A glTF binary scene with one node (and geometry) per entry, named after its key."""
-    import trimesh
-
-    sc = trimesh.Scene()
-    for name, m in nodes.items():
-        sc.add_geometry(m, node_name=name, geom_name=name)
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(sc.export(file_type="glb"))
-
-
-def extract_meshes(params, scene, out_dir: Path, cfg: Optional[MeshConfig] = None,
-                   objects: Optional[List[int]] = None, progress: bool = False, room: Optional[Dict] = None,
-                   room_views: int = 8) -> List[Dict]:
-    """Write per-object meshes (and, when `objects` is None, background, scene.ply) plus scene.glb:
-    TSDF -> decimation to the face budget -> (cfg.texture) xatlas unwrap + albedo baked from the same
-    renders. Per object: <stem>.ply (vertex colours), <stem>.obj (+ .mtl and _albedo.png when textured).
-    room: a completion report with a box (train/room.py): the background is also fused from room_views + 2
-    inward views, so the completed room is meshed all around. Returns manifest entries (paths relative to
-    out_dir)."""
-    import trimesh
-
-    from ..export.scene_export import object_file_stem
+def build_meshes(params, scene, cfg: Optional[MeshConfig] = None, objects: Optional[List[int]] = None,
+                 progress: bool = False, room: Optional[Dict] = None, room_views: int = 8) -> List[MeshResult]:
+    """Per object (ids in `objects`, None: all objects and the background): TSDF -> decimation to the face
+    budget -> (cfg.texture) xatlas unwrap + albedo baked from the same renders, in the world frame. room: a
+    completion report with a box (train/room.py): the background is also fused from room_views + 2 inward
+    views, so the completed room is meshed all around. Writes nothing (export/meshes.py writes them)."""
     from ..progress import track
 
     cfg = cfg or MeshConfig()
-    out_dir = Path(out_dir)
     labels = params["labels"].detach().cpu()
-    entries, nodes, plain = [], {}, {}
+    out: List[MeshResult] = []
     todo = [(o.id, o.name) for o in scene.objects if objects is None or o.id in objects]
     if objects is None:
         todo.append((0, "background"))
@@ -173,39 +149,23 @@ def extract_meshes(params, scene, out_dir: Path, cfg: Optional[MeshConfig] = Non
         else:
             m = mesh_for(params, labels == oid, scene, cfg, cfg.resolution, keep_views=views)
         if m is None:
-            entries.append({"id": oid, "name": name, "mesh": None})
+            out.append(MeshResult(oid, name, None))
             continue
         full_faces, meta = int(len(m.faces)), dict(m.metadata)
         m = decimate(m, cfg.background_max_faces if oid == 0 else cfg.max_faces)
-        stem = "background" if oid == 0 else object_file_stem(oid, name)
-        folder = "meshes" if oid == 0 else "meshes/objects"
         mw = to_world_mesh(m, scene.world_from_internal)
-        files = [f"{folder}/{stem}.ply"]
-        _export(mw, out_dir / files[0])
-        entry = {"id": oid, "name": name, "faces": int(len(mw.faces)), "faces_before_decimation": full_faces,
-                 "watertight": bool(mw.is_watertight), "boundary_edge_fraction": boundary_edge_fraction(mw),
-                 "bbox": mw.bounds.tolist(), "iso_level": meta.get("iso_level", 0.0)}
-        node = mw
+        r = MeshResult(oid, name, mw, stats={
+            "faces": int(len(mw.faces)), "faces_before_decimation": full_faces, "watertight": bool(mw.is_watertight),
+            "boundary_edge_fraction": boundary_edge_fraction(mw), "bbox": mw.bounds.tolist(),
+            "iso_level": meta.get("iso_level", 0.0)})
         if cfg.texture:
             size = cfg.background_texture_size if oid == 0 else cfg.texture_size
             tm, tex = _textured(params, labels == oid, m, views, size, meta)
-            tw = to_world_mesh(tm, scene.world_from_internal)
-            files += _write_obj(tw, out_dir, folder, stem)
-            node = textured_mesh(tw.vertices, tw.faces, tw.visual.uv, tex["image"], name=stem, pbr=True)
-            entry["texture"] = {k: v for k, v in tex.items() if k != "image"}
-        elif oid != 0:
-            files.append(f"{folder}/{stem}.obj")
-            _export(mw, out_dir / files[-1])
-        entry["mesh"] = files
-        entry["seconds"] = round(time.time() - t0, 2)
-        nodes[name], plain[name] = node, mw
-        entries.append(entry)
-    if objects is None and nodes:
-        _export(trimesh.util.concatenate(list(plain.values())), out_dir / "meshes" / "scene.ply")
-        entries.append({"id": -1, "name": "scene", "mesh": ["meshes/scene.ply", "meshes/scene.glb"]})
-    if nodes:
-        write_glb(nodes, out_dir / "meshes" / "scene.glb")
-    return entries
+            r.textured, r.texture_image = to_world_mesh(tm, scene.world_from_internal), tex["image"]
+            r.stats["texture"] = {k: v for k, v in tex.items() if k != "image"}
+        r.stats["seconds"] = round(time.time() - t0, 2)
+        out.append(r)
+    return out
 
 
 def _textured(params, mask, mesh, views, size: int, meta: Dict):
@@ -228,22 +188,6 @@ def _textured(params, mask, mesh, views, size: int, meta: Dict):
     img, stats = bake(verts, f_uv, uv, size, bv, pts, cols, depth_tol=tol)
     tm = textured_mesh(verts, f_uv, uv, img)
     return tm, {"image": img, "size": size, **stats, "unwrap_s": round(t1 - t0, 2), "bake_s": round(time.time() - t1, 2)}
-
-
-def _write_obj(mesh, out_dir: Path, folder: str, stem: str) -> List[str]:
-    """OBJ + MTL + <stem>_albedo.png into out_dir/folder, each written atomically; returns their paths
-    relative to out_dir."""
-    import trimesh
-
-    mesh.visual.material.name = f"{stem}_albedo"
-    text, extra = trimesh.exchange.obj.export_obj(mesh, include_texture=True, return_texture=True,
-                                                  mtl_name=f"{stem}.mtl", include_normals=False)
-    out = []
-    for fname, data in [(f"{stem}.obj", text.encode())] + sorted(extra.items()):
-        with atomic_path(out_dir / folder / fname) as tmp:
-            tmp.write_bytes(data)
-        out.append(f"{folder}/{fname}")
-    return out
 
 
 def boundary_edge_fraction(mesh) -> float:

@@ -15,15 +15,7 @@ from typing import Sequence, Tuple
 import torch
 from torch import Tensor
 
-from ..cameras import look_at
-
-
-def _basis(up: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
-    up = up / up.norm().clamp(min=1e-8)
-    ref = torch.tensor([1.0, 0, 0]) if abs(float(up[0])) < 0.9 else torch.tensor([0, 1.0, 0])
-    a = torch.linalg.cross(up, ref)
-    a = a / a.norm()
-    return a, torch.linalg.cross(up, a), up
+from ..geometry import horizontal_basis, look_at, ring_direction
 
 
 def _K(fovy_deg: Tensor, size: int) -> Tensor:
@@ -49,11 +41,11 @@ def object_cameras(lo: Tensor, hi: Tensor, up: Tensor, n: int, size: int, progre
     fy = _u(gen, n, fovy[0], fovy[1])
     c = (lo + hi) / 2
     longest = float((hi - lo).max())
-    a, b, upn = _basis(up.float())
+    a, b, upn = horizontal_basis(up.float())
     vms = []
     for i in range(n):
         dist = longest / fill / (2 * math.tan(math.radians(float(fy[i])) / 2)) + longest / 2
-        d = torch.cos(el[i]) * (torch.cos(az[i]) * a + torch.sin(az[i]) * b) + torch.sin(el[i]) * upn
+        d = ring_direction(az[i], el[i], a, b, upn)
         vms.append(look_at(tuple((c + dist * d).tolist()), tuple(c.tolist()), up=tuple(upn.tolist())))
     return torch.stack(vms), _K(fy, size)
 
@@ -61,7 +53,7 @@ def object_cameras(lo: Tensor, hi: Tensor, up: Tensor, n: int, size: int, progre
 def background_cameras(centres: Tensor, scene_centre: Tensor, up: Tensor, n: int, size: int, gen: torch.Generator,
                        fovy: Sequence[float] = (70, 85), jitter: float = 0.05) -> Tuple[Tensor, Tensor]:
     """n cameras at (jittered) training camera centres [M,3], looking outward from scene_centre [3]."""
-    a, b, upn = _basis(up.float())
+    a, b, upn = horizontal_basis(up.float())
     pick = torch.randint(0, centres.shape[0], (n,), generator=gen)
     fy = _u(gen, n, fovy[0], fovy[1])
     vms = []
@@ -72,20 +64,6 @@ def background_cameras(centres: Tensor, scene_centre: Tensor, up: Tensor, n: int
         base = math.atan2(float(out @ b), float(out @ a)) if out.norm() > 1e-6 else 0.0
         az = base + math.radians(float(_u(gen, 1, -60, 60)))
         el = math.radians(float(_u(gen, 1, -10, 20)))
-        d = math.cos(el) * (math.cos(az) * a + math.sin(az) * b) + math.sin(el) * upn
+        d = ring_direction(az, el, a, b, upn)
         vms.append(look_at(tuple(pos.tolist()), tuple((pos + d).tolist()), up=tuple(upn.tolist())))
     return torch.stack(vms), _K(fy, size)
-
-
-def panorama_cameras(centre, a, b, up, n: int, width: int, height: int, vertical: bool = True) -> Tuple[Tensor, Tensor]:
-    """Views from one point: n horizontal directions (azimuth 2 pi i / n from axis a towards b) plus, with
-    `vertical`, straight down and straight up; 90-degree vertical FoV, so a room seen from inside is covered.
-    centre, a, b, up: [3] each (a, b horizontal unit axes, up unit). -> viewmats [n(+2),4,4], Ks [n(+2),3,3]."""
-    c, a, b, up = (torch.as_tensor(v, dtype=torch.float64) for v in (centre, a, b, up))
-    vms = [look_at(tuple(c.tolist()), tuple((c + math.cos(2 * math.pi * i / n) * a + math.sin(2 * math.pi * i / n) * b)
-                                            .tolist()), up=tuple(up.tolist())) for i in range(n)]
-    if vertical:  # floor and ceiling: the "up" of these views is a horizontal axis
-        vms += [look_at(tuple(c.tolist()), tuple((c + d).tolist()), up=tuple(a.tolist())) for d in (-up, up)]
-    f = 0.5 * height / math.tan(math.radians(45))
-    K = torch.tensor([[f, 0, width / 2], [0, f, height / 2], [0, 0, 1.0]])
-    return torch.stack(vms).float(), K[None].repeat(len(vms), 1, 1)

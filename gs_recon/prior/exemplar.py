@@ -3,11 +3,11 @@
 A diffusion model trained to convergence on a finite data set {x_k} has the denoiser
     E[x0 | z_t] = sum_k softmax_k( -|z_t - sqrt(abar_t) x_k|^2 / (2 (1 - abar_t)) ) x_k
 and the noise prediction eps_hat = (z_t - sqrt(abar_t) E[x0 | z_t]) / sqrt(1 - abar_t). Here the x_k are
-DP-Recon geometry latents (normal + opacity, train/prior.py::geometry_latent) of exemplar meshes of the
+DP-Recon geometry latents (normal + opacity, prior/latents.py::geometry_latent) of exemplar meshes of the
 object's category, fitted into the object's box (upright, four yaw rotations), ray cast at the SDS camera
 of the step. Classifier-free guidance as with Stable Diffusion: the category's exemplars are the
 conditional set, all categories' exemplars the unconditional set. Everything else (timesteps, noise,
-w(t), per-pixel visibility weights) is the SDS path Stable Diffusion uses (guidance/sd.py::SDSBase).
+w(t), per-pixel visibility weights) is the SDS path Stable Diffusion uses (prior/sd.py::SDSBase).
 
 It needs no weights: a user with a few CAD models of the right kind (DIR/<category>/*.obj|ply|glb|stl,
 +z up) gets completion offline. Its knowledge is exactly those shapes: it pulls an object towards the
@@ -29,7 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..data.errors import SceneError
+from ..errors import SceneError
+from .latents import geometry_latent
 from .sd import SDSBase
 
 log = logging.getLogger("gs_recon")
@@ -275,8 +276,6 @@ class ExemplarGuidance(SDSBase):
         Gaussian render is resized): geometry (C = 4) or its colours over background [3] as 2 rgb - 1 (C = 3;
         kind "appearance": the appearance latent at 8x lower resolution, supersample samples per latent pixel
         side instead of 8). Canonical -> internal: x = centre + basis^T diag(scale) R x_can."""
-        from ..train.prior import geometry_latent
-
         A = R.T @ np.diag(1.0 / scale) @ basis  # internal -> canonical: x_can = A (x_int - centre)
         S = size * self.supersample
         out = []

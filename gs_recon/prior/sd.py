@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..data.errors import SceneError
+from ..errors import SceneError
 
 
 class SDSBase:
@@ -110,24 +110,6 @@ class SDSGuidance(SDSBase):
         """rgb [B,H,W,3] in [0,1] (H, W multiples of 8) -> latents [B,4,H/8,W/8], differentiable."""
         x = (rgb.permute(0, 3, 1, 2) * 2 - 1).to(self.device, self.dtype)
         return self.vae.encode(x).latent_dist.mean.float() * self.scaling
-
-
-def load_guidance(model: str, guidance_scale: float = 50.0, device="cpu", fp16: bool = True) -> SDSBase:
-    """Stable Diffusion components from a hub id or a local diffusers folder ('tiny-random': see tiny.py;
-    'exemplar:DIR': the exemplar prior of guidance/exemplar.py, no weights).
-
-    Raises SceneError, naming the model and how to provide it, when the weights are not available."""
-    dev = torch.device(device)
-    dtype = torch.float16 if (fp16 and dev.type == "cuda") else torch.float32
-    if model.startswith("exemplar:"):  # exact denoiser of exemplar meshes (guidance/exemplar.py): no weights
-        from .exemplar import ExemplarGuidance
-
-        return ExemplarGuidance(model[len("exemplar:"):], guidance_scale=guidance_scale, device=dev)
-    if model == "tiny-random":
-        from .tiny import tiny_components
-
-        return SDSGuidance(*tiny_components(), guidance_scale=guidance_scale, device=dev, dtype=torch.float32)
-    return SDSGuidance(*load_components(model), guidance_scale=guidance_scale, device=dev, dtype=dtype)
 
 
 def load_components(model: str, option: str = "--prior.model", off: str = "--guidance none runs reconstruction only"):

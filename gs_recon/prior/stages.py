@@ -20,10 +20,12 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..config import PriorConfig
-from ..guidance.cameras import background_cameras, object_cameras
-from ..guidance.sd import SDSGuidance, prompts_for, timestep_range
-from ..render.api import normals_from_depth, render
-from ..visibility import VisibilityGrid, appearance_weight, geometry_weight, max_view_visibility
+from ..geometry import quantile_box
+from .cameras import background_cameras, object_cameras
+from .latents import _on_grid, geometry_latent, surface_normals
+from .sd import SDSGuidance, prompts_for, timestep_range
+from ..render.api import render
+from .visibility import VisibilityGrid, appearance_weight, geometry_weight, max_view_visibility
 
 log = logging.getLogger("gs_recon")
 
@@ -52,36 +54,6 @@ def scale_gaussian_grads(params: Dict[str, Tensor], w: Tensor, keys) -> Dict[str
         if out[k].requires_grad:
             out[k] = _ScaleGrad.apply(out[k], w.detach())
     return out
-
-
-def _on_grid(V: Tensor, z: Tensor) -> Tensor:
-    """Visibility image V [B,H,W,1] area-resampled to the latent grid of z [B,4,h,w] -> [B,1,h,w]."""
-    return F.interpolate(V.permute(0, 3, 1, 2), size=z.shape[-2:], mode="area")
-
-
-def surface_normals(out, Ks: Tensor) -> Tensor:
-    """Camera-space (OpenCV) unit normals [B,H,W,3] that depend on positions: central differences of the
-    rendered expected depth where the pixel and its 4 neighbours are covered (alpha > 0.5), elsewhere
-    (silhouette edges) the alpha-composited shortest-axis normals, normalised. SDS on these moves means:
-    on shortest-axis normals alone it can be satisfied by turning Gaussians in place."""
-    a = out.alpha[..., 0]
-    ok = a > 0.5
-    inner = torch.zeros_like(ok)
-    inner[:, 1:-1, 1:-1] = ok[:, 1:-1, 1:-1] & ok[:, :-2, 1:-1] & ok[:, 2:, 1:-1] & ok[:, 1:-1, :-2] & ok[:, 1:-1, 2:]
-    nd = normals_from_depth(out.depth, Ks)
-    ng = F.normalize(out.normals, dim=-1, eps=1e-6)
-    return torch.where(inner[..., None], nd, ng)
-
-
-def geometry_latent(normals_cv: Tensor, alpha: Tensor) -> Tensor:
-    """DP-Recon's geometry-stage input (threestudio's comp_normal_cam_vis + opacity, then x 2 - 1):
-    [n o + (1 - o) (0, 0, 1), 2 o - 1] with n in DP-Recon's camera frame (threestudio's OpenGL camera
-    with x flipped, which is the OpenCV normal negated: a surface facing the camera is (0, 0, 1)).
-    normals_cv [B,H,W,3] unit (OpenCV camera frame), alpha [B,H,W,1] -> [B,4,H,W]."""
-    n = -normals_cv
-    bg = torch.tensor([0.0, 0.0, 1.0], dtype=n.dtype, device=n.device)
-    rgb = n * alpha + (1 - alpha) * bg
-    return torch.cat([rgb, 2 * alpha - 1], -1).permute(0, 3, 1, 2)
 
 
 class PriorStages:
@@ -144,7 +116,7 @@ class PriorStages:
         the end of stage 1 (train/room.py::floor_plane) and kept in the checkpoint like the visibility grid."""
         tr = self.tr
         if "floor" not in tr.extra:
-            from .room import floor_plane
+            from ..train.room import floor_plane
 
             p = floor_plane(tr.params, tr.scene, tr.cfg.background.plane_thresh)
             tr.extra["floor"] = None if p is None else [p.normal.tolist(), p.offset]
@@ -191,8 +163,7 @@ class PriorStages:
 
     def _measure_box(self, oid: int):
         pts, _ = self._object_gaussians(oid)
-        q = torch.tensor([0.02, 0.98], device=pts.device)
-        lo, hi = torch.quantile(pts, q[0], dim=0), torch.quantile(pts, q[1], dim=0)
+        lo, hi = quantile_box(pts)
         return lo.cpu(), hi.cpu()
 
     def cameras(self, oid: int, n: int, size: int, progress: float):
@@ -354,10 +325,10 @@ class PriorStages:
     def _measure_upright_box(self, oid: int):
         import math
 
-        from ..guidance.cameras import _basis
+        from ..geometry import horizontal_basis
 
         pts, size = (t.float().cpu() for t in self._object_gaussians(oid))
-        a, b, up = _basis(self.tr.scene.up.float())
+        a, b, up = horizontal_basis(self.tr.scene.up.float())
         h = pts @ torch.stack([a, b]).T  # [n, 2] horizontal coordinates
         best = None
         for k in range(45):  # yaw in 2 degree steps over a quarter turn
@@ -451,10 +422,10 @@ class PriorStages:
         if "inpaint" not in tr.extra:
             import time
 
-            from ..guidance.cameras import _basis, panorama_cameras
+            from ..geometry import horizontal_basis, panorama_cameras
 
             t0 = time.time()
-            a, b, up = _basis(tr.scene.up.float())
+            a, b, up = horizontal_basis(tr.scene.up.float())
             vms, Ks = panorama_cameras(tr.scene.camera_centres().mean(0), a, b, up, c.inpaint_views, c.inpaint_res,
                                        c.inpaint_res)
             with torch.no_grad():

@@ -33,7 +33,7 @@ from typing import Dict, Tuple
 import torch
 from torch import Tensor
 
-from .render.api import render
+from ..render.api import render
 
 
 @dataclass
@@ -63,7 +63,7 @@ def appearance_weight(V: Tensor, thresh: float = 0.3) -> Tensor:
 
 def _gsplat_tiles_to_ref(info, N: int):
     """gsplat's (isect_offsets [C,TH,TW], flatten_ids c*N+g) -> the CPU layout (offsets [C,T+1], ids g)."""
-    from .render.rasterize_cpu import Tiles
+    from ..render.rasterize_cpu import Tiles
 
     off = info["isect_offsets"].long().cpu()
     C, th, tw = off.shape
@@ -79,8 +79,8 @@ _KERNEL_MAX_ENTRIES = 1 << 27  # views per launch: C * N below this ([C, N] outp
 def _cuda_route(params, backend: str, impl: str):
     """The CUDA kernel module when this accumulation runs on it (gsplat usable on the params' device and the
     kernel built), else None."""
-    from .render._cuda_ext import load_cuda_ext
-    from .render.api import use_gsplat_for
+    from ..render._cuda_ext import load_cuda_ext
+    from ..render.api import use_gsplat_for
 
     if impl not in ("auto", "kernel") or not use_gsplat_for(backend, params["means"].device):
         return None
@@ -90,8 +90,8 @@ def _cuda_route(params, backend: str, impl: str):
 def _per_view_kernel(ext, params, viewmats: Tensor, Ks: Tensor, width: int, height: int, thresh: float):
     """One launch over all views, no render: gsplat's projection and tile intersection, then the kernel.
     -> (weight_sum, count, alpha_sum), each [C, N]."""
-    from .render.api import gsplat_tiles, project_gaussians
-    from .render.rasterize_cpu import TILE
+    from ..render.api import gsplat_tiles, project_gaussians
+    from ..render.rasterize_cpu import TILE
 
     p = project_gaussians(params, viewmats, Ks, width, height, True, frames=False)
     offsets, flatten_ids = gsplat_tiles(p.means2d, p.radii, p.depths, width, height)
@@ -114,9 +114,9 @@ def accumulate(params, viewmats: Tensor, Ks: Tensor, width: int, height: int, th
 
     impl: "auto" (CUDA kernel on gsplat's projection, all views in one launch; the C++ kernel on CPU),
     "kernel", or "reference" (torch). `batch`: views per pass of the CPU and reference routes."""
-    from .render.api import gsplat_tiles, project_gaussians, use_gsplat_for
-    from .render.rasterize_cpu import TILE, accumulate_visibility, isect_tiles
-    from .render.rasterize_ref import visibility_ref
+    from ..render.api import gsplat_tiles, project_gaussians, use_gsplat_for
+    from ..render.rasterize_cpu import TILE, accumulate_visibility, isect_tiles
+    from ..render.rasterize_ref import visibility_ref
 
     N = params["means"].shape[0]
     dev = params["means"].device

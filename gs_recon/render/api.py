@@ -17,7 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .projection import Projection, project, quat_to_rotmat
+from ..geometry import quat_to_rotmat
+from .projection import Projection, project
 from .rasterize_cpu import TILE, isect_tiles, rasterize
 from .sh import eval_sh
 

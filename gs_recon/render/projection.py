@@ -9,28 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-
-def quat_to_rotmat(quats: Tensor) -> Tensor:
-    """Rotation matrices from (w, x, y, z) quaternions. quats: [..., 4] -> [..., 3, 3]."""
-    w, x, y, z = F.normalize(quats, dim=-1).unbind(-1)
-    return torch.stack(
-        [
-            1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-            2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-            2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
-        ],
-        dim=-1,
-    ).reshape(quats.shape[:-1] + (3, 3))
-
-
-def covariance_3d(quats: Tensor, scales: Tensor) -> Tensor:
-    """World-space covariance R S S^T R^T. quats: [N, 4], scales: [N, 3] (linear) -> [N, 3, 3]."""
-    R = quat_to_rotmat(quats)
-    M = R * scales[:, None, :]
-    return M @ M.transpose(-1, -2)
+from ..geometry import quat_to_rotmat
 
 
 @dataclass

@@ -71,19 +71,9 @@ def _all_gather_rows(x: Tensor, world: int) -> Tensor:
     return torch.cat(parts, dim=0)
 
 
-def render_sharded(
-    params,
-    viewmats: Tensor,
-    Ks: Tensor,
-    width: int,
-    height: int,
-    sh_degree: int = 0,
-    background: Optional[Tensor] = None,
-    n_labels: int = 0,
-    backend: str = "auto",
-    eps2d: float = 0.3,
-    near_plane: float = 0.01,
-) -> RenderOutput:
+def render_sharded(params, viewmats: Tensor, Ks: Tensor, width: int, height: int, sh_degree: int = 0,
+                   background: Optional[Tensor] = None, n_labels: int = 0, backend: str = "auto", eps2d: float = 0.3,
+                   near_plane: float = 0.01) -> RenderOutput:
     """Render this rank's cameras with the Gaussians of all ranks.
 
     params: this rank's shard (keys as in ``render``), N_r Gaussians. viewmats [C,4,4], Ks [C,3,3]: this

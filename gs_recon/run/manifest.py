@@ -11,9 +11,9 @@ from typing import Dict, List, Optional
 
 import torch
 
-from .config import Config, config_from_dict
-from .data.errors import SceneError
-from .io_utils import write_json
+from ..config import Config, config_from_dict, parse_config_overrides
+from ..errors import SceneError
+from ..io_utils import write_json
 
 
 @dataclass
@@ -25,7 +25,13 @@ class Run:
     params: Dict[str, torch.Tensor]  # as in gaussians.model, internal frame, on CPU
 
     def save_manifest(self) -> None:
-        write_json(self.path / "scene.json", {k: v for k, v in self.manifest.items() if k != "out_dir"})
+        write_manifest(self.path, self.manifest)
+
+
+def write_manifest(run_dir: str | Path, manifest: Dict) -> None:
+    """RUN_DIR/scene.json (atomic): the one writer of a run's manifest (training, mesh extraction, the viewer's
+    save). The in-memory "out_dir" key (pipeline.run's return value) is not written."""
+    write_json(Path(run_dir) / "scene.json", {k: v for k, v in manifest.items() if k != "out_dir"})
 
 
 def read_manifest(run_dir: str | Path) -> Dict:
@@ -45,16 +51,14 @@ def open_run(run_dir: str | Path, overrides: Optional[List[str]] = None,
              cfg: Optional[Config] = None) -> Run:
     """Manifest + config + scene + final Gaussians. The config is ``cfg`` when given (a command line parsed
     over the saved one), else the saved one with ``['--mesh.resolution', '64']``-style overrides."""
-    from .data.scene import load_scene
-    from .train.checkpoint import load_checkpoint
+    from ..data.scene import load_scene
+    from ..train.checkpoint import load_checkpoint
 
     run_dir = Path(run_dir)
     man = read_manifest(run_dir)
     if cfg is None:
         cfg = config_from_dict(man["config"], str(run_dir / "scene.json"))
         if overrides:
-            from .cli.args import parse_config_overrides
-
             cfg = parse_config_overrides(cfg, overrides)
     scene_dir = Path(man["scene_dir"])
     if not scene_dir.exists():

@@ -6,7 +6,7 @@ from typing import Any, Dict
 
 import torch
 
-from ..data.errors import SceneError
+from ..errors import SceneError
 from ..io_utils import atomic_path
 
 

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .eval.metrics import ssim
+from ..eval.metrics import ssim
 
 
 def rgb_loss(pred: Tensor, gt: Tensor, ssim_lambda: float) -> Tensor:

@@ -19,7 +19,7 @@ from ..data.scene import Scene
 from ..eval.metrics import psnr, psnr_tensor, ssim
 from ..gaussians.init import initial_points
 from ..gaussians.model import PARAM_KEYS, create_params
-from ..losses import depth_prior_loss, mask_loss, normal_prior_loss, rgb_loss, scale_reg
+from .losses import depth_prior_loss, mask_loss, normal_prior_loss, rgb_loss, scale_reg
 from ..render.api import RenderOutput, render
 from .checkpoint import (
     load_checkpoint,
@@ -89,6 +89,7 @@ class Trainer:
         self.instance, self.depth_prior, self.normal_prior = (
             on_dev(scene.instance), on_dev(scene.depth_prior), on_dev(scene.normal_prior))
         self.history: List[Dict[str, float]] = []
+        self.extra_keys: tuple = ()  # the last step's extra_losses() keys (the prior stages' terms), for fit()'s bar
         # called as monitor(trainer, stage, metrics, total) after every step of fit() (the live viewer)
         self.monitor: Optional[Callable[["Trainer", str, Dict[str, float], int], None]] = None
 
@@ -219,7 +220,9 @@ class Trainer:
         losses = self.recon_loss(idx, out)
         losses["rgb"] = rgb_weight * losses["rgb"]
         if extra_losses is not None:
-            losses.update(extra_losses())
+            extra = extra_losses()
+            self.extra_keys = tuple(extra)  # shown on the progress bar by fit()
+            losses.update(extra)
         loss = sum(losses.values())
         loss.backward()
         if not densify:  # prior stages: data-parallel across ranks (a no-op in a single process)
@@ -337,9 +340,8 @@ class Trainer:
                     if log_now:
                         rate = (self.step - s0) / max(time.time() - t0, 1e-6)
                         info = (f"loss {m['loss']:.4f}  PSNR {m.get('psnr', float('nan')):5.2f}  "
-                                + "".join(f"{k} {m[k]:.3g}  " for k in ("sds_geo", "sds_app") if k in m)
-                                + 
-                                f"N {self.params['means'].shape[0]}  {rate:5.1f} it/s")
+                                + "".join(f"{k} {m[k]:.3g}  " for k in self.extra_keys if k in m)
+                                + f"N {self.params['means'].shape[0]}  {rate:5.1f} it/s")
                         bar.update(task, completed=self.step, info=info)
                     if ckpt_path and every > 0 and self.step % every == 0:
                         self.save(ckpt_path)
@@ -431,12 +433,14 @@ class Trainer:
     # ------------------------------------------------------------------ evaluation
     @torch.no_grad()
     def evaluate(self, idx: List[int]) -> Dict[str, float]:
-        """Mean PSNR / SSIM over views `idx`, rendered one at a time at the full SH degree."""
+        """Mean PSNR / SSIM over views `idx`, rendered one at a time at the full SH degree, clamped to [0, 1]
+        as the saved images are and as eval/evaluate.py scores them (scene.json and eval.json agree)."""
         if not idx:
             return {}
         ps, ss = [], []
         for i in idx:
             out = self.render_views([i], sh_degree=self.cfg.model.sh_degree if self.step >= self.cfg.train.iterations else None)
-            ps.append(psnr(out.rgb, self.gt[[i]]))
-            ss.append(float(ssim(out.rgb.clamp(0, 1), self.gt[[i]])))
+            rgb = out.rgb.clamp(0, 1)
+            ps.append(psnr(rgb, self.gt[[i]]))
+            ss.append(float(ssim(rgb, self.gt[[i]])))
         return {"psnr": sum(ps) / len(ps), "ssim": sum(ss) / len(ss), "n_views": len(idx)}

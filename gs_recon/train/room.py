@@ -33,7 +33,8 @@ from typing import Dict, List, Optional
 
 import numpy as np
 import torch
-from torch import Tensor
+
+from ..geometry import rotmat_to_quat
 
 log = logging.getLogger("gs_recon")
 
@@ -198,14 +199,6 @@ def _face_grid(f: Dict, cell: float):
     return f["centre"] + su[:, None, None] * f["u"] + sv[None, :, None] * f["v"], (gu, gv), (lu / gu, lv / gv)
 
 
-def _quat_from_frame(R: np.ndarray) -> np.ndarray:
-    """(w, x, y, z) quaternion of rotation matrices R [..., 3, 3] whose columns are the local axes."""
-    from scipy.spatial.transform import Rotation
-
-    x, y, z, w = Rotation.from_matrix(R).as_quat().T
-    return np.stack([w, x, y, z], -1)
-
-
 @torch.no_grad()
 def _training_depths(params, scene):
     """Per training view: (viewmat [4,4], K [3,3], expected depth [H,W] (inf where alpha < 0.98), image [H,W,3]),
@@ -325,7 +318,7 @@ def complete_room(params, scene, cfg, force: Optional[bool] = None) -> Dict:
             R = np.stack([t1, t2, p.normal], 1)  # columns: the Gaussian's local axes
             s = np.sort(scales[idx], 1)  # log scales, ascending
             scales[idx] = np.stack([s[:, 2], s[:, 1], np.minimum(s[:, 0], np.log(0.05) + s[:, 1])], 1)
-            quats[idx] = _quat_from_frame(np.broadcast_to(R, (len(idx), 3, 3)))
+            quats[idx] = rotmat_to_quat(np.broadcast_to(R, (len(idx), 3, 3)))
             n_snap += len(idx)
         dev = params["means"].device
         params["means"].data.copy_(torch.from_numpy(means).to(dev, params["means"].dtype))
@@ -382,7 +375,7 @@ def complete_room(params, scene, cfg, force: Optional[bool] = None) -> Dict:
         add = {
             "means": pts_n,
             "scales": torch.from_numpy(np.concatenate(new_s)).float(),
-            "quats": torch.from_numpy(_quat_from_frame(np.concatenate(new_R))).float(),
+            "quats": torch.from_numpy(rotmat_to_quat(np.concatenate(new_R))).float(),
             "opacities": torch.full((n_new,), math.log(0.95 / 0.05)),
             "sh0": rgb_to_sh(torch.from_numpy(np.concatenate(new_cols)).float())[:, None, :],
             "shN": torch.zeros((n_new,) + tuple(params["shN"].shape[1:])),

@@ -19,13 +19,13 @@ from typing import Dict, List, Optional
 import numpy as np
 import torch
 
-from ..data.errors import SceneError
+from ..errors import SceneError
 from ..export.splats import read_ply, write_ply, write_splat
-from ..io_utils import write_json
+from ..geometry import quat_to_rotmat, transform_gaussians
 from ..mesh.texture import load_mesh, mesh_file
-from ..run_io import read_manifest
+from ..run.manifest import read_manifest, write_manifest
 from .common import (Splats, add_frustum_gui, add_frustums, background_keep, facing_inward, go_to_view,
-                     import_viser, open_at_first_view, pick, quat_wxyz_to_rotmat, run_views)
+                     import_viser, open_at_first_view, pick, run_views)
 
 log = logging.getLogger("gs_recon")
 
@@ -63,7 +63,7 @@ class ViewObject:
     def matrix(self) -> np.ndarray:
         """[4,4] world transform applied to the object since loading: x -> R (x - pivot) + position."""
         M = np.eye(4)
-        R = quat_wxyz_to_rotmat(self.wxyz)
+        R = quat_to_rotmat(torch.from_numpy(np.asarray(self.wxyz, dtype=np.float64))).numpy()
         M[:3, :3] = R
         M[:3, 3] = self.position - R @ self.pivot
         return M
@@ -358,19 +358,12 @@ class SceneViewer:
     def save(self) -> Dict:
         """scene.json 'transforms' (per object: position, wxyz, 4x4 matrix from the original), splats of
         the re-composed scene under splats/recomposed/ (.ply + .splat), meshes in meshes/recomposed.glb."""
-        from scipy.spatial.transform import Rotation
-
         out = self.run / "splats" / "recomposed"
         parts, nodes = [], {}
         for name, o in self.objects.items():
             M = o.matrix()
             if o.splat_file and o.splat_file.exists():
-                g = read_ply(o.splat_file)
-                g["means"] = torch.from_numpy((g["means"].numpy() @ M[:3, :3].T + M[:3, 3]).astype(np.float32))
-                if not np.allclose(M[:3, :3], np.eye(3)):
-                    r = Rotation.from_matrix(M[:3, :3]) * Rotation.from_quat(g["quats"].numpy()[:, [1, 2, 3, 0]])
-                    xyzw = r.as_quat()
-                    g["quats"] = torch.from_numpy(xyzw[:, [3, 0, 1, 2]].astype(np.float32))
+                g = transform_gaussians(read_ply(o.splat_file), M)
                 g["labels"] = torch.full((g["means"].shape[0],), o.id, dtype=torch.long)
                 if o.visible:
                     parts.append(g)
@@ -385,13 +378,13 @@ class SceneViewer:
             write_ply(out / "scene.ply", allg)
             write_splat(out / "scene.splat", allg)
         if nodes:
-            from ..mesh.extract import write_glb
+            from ..export.meshes import write_glb
 
             write_glb(nodes, self.run / "meshes" / "recomposed.glb")
         self.manifest["transforms"] = {
             name: {"id": o.id, "position": o.position.tolist(), "wxyz": o.wxyz.tolist(), "matrix": o.matrix().tolist(),
                    "visible": o.visible} for name, o in self.objects.items()}
-        write_json(self.run / "scene.json", self.manifest)
+        write_manifest(self.run, self.manifest)
         log.info("saved the re-composed scene to %s", self.run)
         return self.manifest["transforms"]
 

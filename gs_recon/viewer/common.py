@@ -12,7 +12,8 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
-from ..data.errors import SceneError
+from ..errors import SceneError
+from ..geometry import covariance_3d, quat_to_rotmat, rotmat_to_quat
 from ..render.sh import C0
 
 
@@ -25,33 +26,15 @@ def import_viser():
     return viser
 
 
-def quat_wxyz_to_rotmat(q: np.ndarray) -> np.ndarray:
-    """[..., 4] (w, x, y, z) -> [..., 3, 3]."""
-    q = q / np.linalg.norm(q, axis=-1, keepdims=True)
-    w, x, y, z = np.moveaxis(q, -1, 0)
-    return np.stack([
-        np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], -1),
-        np.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], -1),
-        np.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1),
-    ], -2)
-
-
-def rotmat_to_wxyz(R: np.ndarray) -> np.ndarray:
-    from scipy.spatial.transform import Rotation
-
-    x, y, z, w = Rotation.from_matrix(R).as_quat()
-    return np.array([w, x, y, z])
-
-
 class Splats:
     """One object's Gaussians as viser draws them: centers [N, 3], covariances [N, 3, 3], rgbs [N, 3] in
     [0, 1], opacities [N, 1]; plus what picking and culling need: radii [N] (2 sigma along the longest
     axis) and normals [N, 3] (the shortest axis, unoriented)."""
 
     def __init__(self, g: Dict[str, torch.Tensor]):
-        R = quat_wxyz_to_rotmat(g["quats"].detach().cpu().numpy().astype(np.float64))
-        S = np.exp(g["scales"].detach().cpu().numpy().astype(np.float64))
-        self.covariances = ((R * S[:, None, :] ** 2) @ np.swapaxes(R, 1, 2)).astype(np.float32)
+        q, S = g["quats"].detach().cpu().double(), g["scales"].detach().cpu().double().exp()
+        self.covariances = covariance_3d(q, S).numpy().astype(np.float32)
+        R, S = quat_to_rotmat(q).numpy(), S.numpy()
         sh0 = g["sh0"].detach().cpu().numpy().reshape(-1, 3)
         self.rgbs = np.clip(0.5 + C0 * sh0, 0, 1).astype(np.float32)
         self.opacities = (1 / (1 + np.exp(-g["opacities"].detach().cpu().numpy())))[:, None].astype(np.float32)
@@ -160,7 +143,7 @@ def add_frustums(server, views: List[Dict]) -> List:
         out.append(server.scene.add_camera_frustum(
             f"/cameras/{v['split']}/{v['name']}", fov=float(fov), aspect=v["width"] / v["height"], scale=scale,
             image=img, thickness=1.5, thickness_units="screen", visible=False,
-            wxyz=rotmat_to_wxyz(v["c2w"][:3, :3]), position=v["c2w"][:3, 3],
+            wxyz=rotmat_to_quat(v["c2w"][:3, :3]), position=v["c2w"][:3, 3],
             color=(40, 90, 200) if v["split"] == "train" else (200, 90, 40)))
     return out
 

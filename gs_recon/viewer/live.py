@@ -15,7 +15,8 @@ from typing import Dict
 
 import torch
 
-from ..export.splats import to_world, valid_mask
+from ..export.splats import valid_mask
+from ..geometry import transform_gaussians
 from .common import Splats, add_frustum_gui, add_frustums, import_viser, open_at_first_view, scene_views
 
 
@@ -71,7 +72,7 @@ class LiveViewer:
     def refresh(self, params: Dict[str, torch.Tensor]) -> None:
         """Send the current Gaussians (world frame), one node per label."""
         g = {k: v.detach().cpu() for k, v in params.items()}
-        g = to_world(g, self.scene.world_from_internal)
+        g = transform_gaussians(g, self.scene.world_from_internal)
         ok = valid_mask(g)
         labels = g["labels"]
         for i, name in self.names.items():
