@@ -29,6 +29,15 @@ def write_glb(nodes: Dict[str, object], path: Path) -> None:
         tmp.write_bytes(sc.export(file_type="glb"))
 
 
+def glb_node(r: MeshResult, stem: str):
+    """What a glTF scene shows of r: its textured mesh with the albedo as a PBR material, else the
+    vertex-coloured mesh."""
+    if r.textured is None:
+        return r.mesh
+    t = r.textured
+    return textured_mesh(t.vertices, t.faces, t.visual.uv, r.texture_image, name=stem, pbr=True)
+
+
 def write_meshes(results: List[MeshResult], out_dir: Path, whole: bool = True) -> List[Dict]:
     """Write build_meshes' results under out_dir; with `whole`, also meshes/scene.ply (all plain meshes). Always
     meshes/scene.glb when any mesh exists. Returns manifest entries (paths relative to out_dir)."""
@@ -44,21 +53,13 @@ def write_meshes(results: List[MeshResult], out_dir: Path, whole: bool = True) -
         folder = "meshes" if r.id == 0 else "meshes/objects"
         files = [f"{folder}/{stem}.ply"]
         _export(r.mesh, out_dir / files[0])
-        node = r.mesh
         if r.textured is not None:
             files += _write_obj(r.textured, out_dir, folder, stem)
-            t = r.textured
-            node = textured_mesh(t.vertices, t.faces, t.visual.uv, r.texture_image, name=stem, pbr=True)
         elif r.id != 0:
             files.append(f"{folder}/{stem}.obj")
             _export(r.mesh, out_dir / files[-1])
-        stats = dict(r.stats)
-        seconds = stats.pop("seconds", None)
-        entry = {"id": r.id, "name": r.name, **stats, "mesh": files}
-        if seconds is not None:
-            entry["seconds"] = seconds
-        nodes[r.name], plain[r.name] = node, r.mesh
-        entries.append(entry)
+        entries.append({"id": r.id, "name": r.name, **r.stats, "mesh": files, "seconds": r.seconds})
+        nodes[r.name], plain[r.name] = glb_node(r, stem), r.mesh
     if whole and nodes:
         _export(trimesh.util.concatenate(list(plain.values())), out_dir / "meshes" / "scene.ply")
         entries.append({"id": -1, "name": "scene", "mesh": ["meshes/scene.ply", "meshes/scene.glb"]})

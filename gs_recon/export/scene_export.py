@@ -78,8 +78,9 @@ def export_selection(run, fmt: str, objects: List[int] | None, out_dir: Path) ->
         return [out_dir / f for e in entries for f in e["files"]]
     if fmt != "glb":
         raise SceneError(f"--format {fmt}: unknown; use ply, splat, spz or glb")
-    from ..mesh.texture import load_mesh, mesh_file
-    from .meshes import extract_meshes, write_glb
+    from ..mesh.extract import build_meshes
+    from ..mesh.texture import load_mesh
+    from .meshes import glb_node, write_glb
 
     ids = objects if objects is not None else [o.id for o in run.scene.objects]
     nodes, missing = {}, []
@@ -91,14 +92,10 @@ def export_selection(run, fmt: str, objects: List[int] | None, out_dir: Path) ->
             nodes[run.scene.object_name(oid)] = load_mesh(p)
         else:
             missing.append(oid)
-    if missing:  # extract into a scratch folder inside out_dir, then read back
-        tmp = out_dir / ".meshes"
-        for e in extract_meshes(run.params, run.scene, tmp, run.cfg.mesh, objects=missing):
-            if e["mesh"]:
-                nodes[e["name"]] = load_mesh(tmp / mesh_file(e))
-        import shutil
-
-        shutil.rmtree(tmp, ignore_errors=True)
+    if missing:  # meshed now, in memory
+        for r in build_meshes(run.params, run.scene, run.cfg.mesh, objects=missing):
+            if r.mesh is not None:
+                nodes[r.name] = glb_node(r, object_file_stem(r.id, r.name))
     if not nodes:
         raise SceneError(f"{run.path}: no mesh could be made for objects {ids} (too few Gaussians)")
     path = out_dir / "selection.glb"

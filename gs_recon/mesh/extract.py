@@ -122,6 +122,7 @@ class MeshResult:
     textured: Optional[object] = None
     texture_image: Optional[np.ndarray] = None  # [T,T,3] uint8 albedo of `textured`
     stats: Dict = field(default_factory=dict)
+    seconds: float = 0.0  # meshing time of this object
 
 
 def build_meshes(params, scene, cfg: Optional[MeshConfig] = None, objects: Optional[List[int]] = None,
@@ -163,7 +164,7 @@ def build_meshes(params, scene, cfg: Optional[MeshConfig] = None, objects: Optio
             tm, tex = _textured(params, labels == oid, m, views, size, meta)
             r.textured, r.texture_image = to_world_mesh(tm, scene.world_from_internal), tex["image"]
             r.stats["texture"] = {k: v for k, v in tex.items() if k != "image"}
-        r.stats["seconds"] = round(time.time() - t0, 2)
+        r.seconds = round(time.time() - t0, 2)
         out.append(r)
     return out
 

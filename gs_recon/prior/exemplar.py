@@ -182,6 +182,8 @@ class ExemplarGuidance(SDSBase):
         self.categories = sorted({e.category for e in self.library})
         self.yaws = [_yaw(2 * math.pi * k / yaws) for k in range(yaws)]
         self.supersample = supersample
+        # what the fits depend on besides box and surface: the meshes as loaded (path, mtime) and the yaws
+        self._lib_key = (tuple((str(e.path), e.path.stat().st_mtime_ns) for e in self.library), yaws)
         self.x: Optional[Tensor] = None  # [K, B, 4, h, w] exemplar latents at this step's cameras
         self.cond: Optional[Tensor] = None  # [K] bool: in the object's category
         self._warned: Dict[str, bool] = {}
@@ -252,8 +254,7 @@ class ExemplarGuidance(SDSBase):
         h = hashlib.sha1()
         for t in (*box[:3], surface if surface is not None else torch.zeros(0)):
             h.update(t.detach().double().cpu().numpy().tobytes())
-        lib = tuple((str(e.path), e.path.stat().st_mtime_ns if e.path.exists() else 0) for e in self.library)
-        return lib, len(self.yaws), h.hexdigest()
+        return self._lib_key, h.hexdigest()
 
     def _rays(self, viewmats: Tensor, Ks: Tensor, size: int):
         """Per camera (supersampled pixel grid): (world-to-camera rotation [3,3], centre [3], camera-frame

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..config import PriorConfig
-from ..geometry import quantile_box
+from ..geometry import horizontal_basis, panorama_cameras, quantile_box
 from .cameras import background_cameras, object_cameras
 from .latents import _on_grid, geometry_latent, surface_normals
 from .sd import SDSGuidance, prompts_for, timestep_range
@@ -325,8 +325,6 @@ class PriorStages:
     def _measure_upright_box(self, oid: int):
         import math
 
-        from ..geometry import horizontal_basis
-
         pts, size = (t.float().cpu() for t in self._object_gaussians(oid))
         a, b, up = horizontal_basis(self.tr.scene.up.float())
         h = pts @ torch.stack([a, b]).T  # [n, 2] horizontal coordinates
@@ -421,8 +419,6 @@ class PriorStages:
         tr, c = self.tr, self.cfg
         if "inpaint" not in tr.extra:
             import time
-
-            from ..geometry import horizontal_basis, panorama_cameras
 
             t0 = time.time()
             a, b, up = horizontal_basis(tr.scene.up.float())
