@@ -85,10 +85,10 @@ def test_generator_ground_truth_round_trips(tmp_path):
     root = make_scene(tmp_path / "s", n_objects=3, views=8, arc=150, test_views=4, width=96, height=72)
     scene = load_scene(root)
     col, _, _ = parse_colmap(root, root / "images")
-    tr = sorted(parse_transforms(root)[0], key=lambda f: Path(f["name"]).name)
-    assert [f["name"] for f in col] == [Path(f["name"]).name for f in tr]
+    tr = sorted(parse_transforms(root)[0], key=lambda f: Path(f.name).name)
+    assert [f.name for f in col] == [Path(f.name).name for f in tr]
     for a, b in zip(col, tr):
-        assert np.allclose(a["viewmat"], b["viewmat"], atol=1e-5) and np.allclose(a["K"], b["K"])
+        assert np.allclose(a.viewmat, b.viewmat, atol=1e-5) and np.allclose(a.K, b.K)
     import shutil
 
     txt = tmp_path / "txt"
@@ -97,10 +97,10 @@ def test_generator_ground_truth_round_trips(tmp_path):
         f.unlink()
     col_txt, _, _ = parse_colmap(txt, root / "images")
     for a, b in zip(col, col_txt):
-        assert np.allclose(a["viewmat"], b["viewmat"], atol=1e-5) and np.allclose(a["K"], b["K"])
+        assert np.allclose(a.viewmat, b.viewmat, atol=1e-5) and np.allclose(a.K, b.K)
     depth = np.stack([np.load(root / "depth" / f"{n.rsplit('.', 1)[0]}.npy") for n in scene.image_names])
     W2C = scene.viewmats_world().double().numpy()
-    K = np.stack([f["K"] for f in col])
+    K = np.stack([f.K for f in col])
     inst = scene.instance.numpy()
     for o in scene.objects:
         gt = trimesh.load(next((root / "gt" / "objects").glob(f"{o.id}_*.ply")), force="mesh")

@@ -19,9 +19,9 @@ def _centres_and_rotations(root):
     frames, _, _ = parse_colmap(root, root / "images")
     out = {}
     for fr in frames:
-        vm = np.asarray(fr["viewmat"], float)
+        vm = np.asarray(fr.viewmat, float)
         R = vm[:3, :3]
-        out[fr["name"]] = (-R.T @ vm[:3, 3], R)
+        out[fr.name] = (-R.T @ vm[:3, 3], R)
     return out
 
 

@@ -25,7 +25,7 @@ from typing import Dict, List, Tuple
 import numpy as np
 
 from ..errors import SceneError
-from .types import ObjectInfo
+from .types import Frame, ObjectInfo
 
 
 def decompose_projection(P: np.ndarray, where: str = "P") -> Tuple[np.ndarray, np.ndarray]:
@@ -82,11 +82,6 @@ def world_frame(scale_mat: np.ndarray, source: Path) -> Dict:
     return {"kind": "idr_normalised", "source": str(source),
             "note": "outputs are in the normalised frame (world_mat @ scale_mat); original = original_from_world @ x",
             "original_from_world": scale_mat.tolist(), "world_from_original": np.linalg.inv(scale_mat).tolist()}
-
-
-def _frame(name: str, path: Path, K: np.ndarray, vm: np.ndarray, w: int, h: int, source: Path, **extra) -> Dict:
-    return dict(name=name, path=path, viewmat=vm, K=K, dist=np.zeros(4), width=w, height=h, source=str(source),
-                **extra)
 
 
 def _size(path: Path) -> Tuple[int, int]:
@@ -158,7 +153,7 @@ def _objects(root: Path):
 
 
 def _view_set(rgb: List[Path], cams: Path, masks_dir: Path, relabel, center_crop: str,
-              prefix: str, priors: bool) -> Tuple[List[Dict], np.ndarray]:
+              prefix: str, priors: bool) -> Tuple[List[Frame], np.ndarray]:
     """Frames for one set of photos and its cameras npz, and that npz's scale_mat_0."""
     Ks, vms, scale0 = read_cameras(cams, len(rgb))
     masks = sorted(masks_dir.glob("*.png")) if masks_dir.is_dir() else []
@@ -178,8 +173,8 @@ def _view_set(rgb: List[Path], cams: Path, masks_dir: Path, relabel, center_crop
                 if q.exists():
                     extra[key] = q
             extra["normal_encoding"] = "chw01"  # [3, H, W] in [0, 1]: x2-1
-        frames.append(_frame(f"{prefix}{p.name}", p, center_crop_K(Ks[i], size, center_crop, cams), vms[i],
-                             size[0], size[1], cams, **extra))
+        frames.append(Frame(f"{prefix}{p.name}", p, vms[i], center_crop_K(Ks[i], size, center_crop, cams),
+                            size[0], size[1], str(cams), **extra))
     return frames, scale0
 
 
@@ -195,7 +190,7 @@ def parse_dprecon(root: Path, center_crop: str = "auto"):
         erg = sorted((ev / "rgb").glob("*.png"))
         frames += _view_set(erg, ev / "cameras.npz", ev / "instance_mask", relabel, center_crop,
                             "eval-novel-views/rgb/", False)[0]
-        split = {"train": [f["name"] for f in frames[: len(rgb)]], "test": [f["name"] for f in frames[len(rgb):]]}
+        split = {"train": [f.name for f in frames[: len(rgb)]], "test": [f.name for f in frames[len(rgb):]]}
     wf = world_frame(scale0, root / "cameras.npz")
     wf["instance_ids"] = {str(k): v for k, v in raw_ids.items()}
     return frames, None, None, split, {"objects": objects, "world_frame": wf, "format": "dprecon"}

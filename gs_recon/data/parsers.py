@@ -1,8 +1,8 @@
 """Input parsers: each turns one camera-file format into the same neutral list of frames.
 
-A frame is a dict: name (image file name), path (Path), viewmat [4,4] (OpenCV world-to-camera,
-numpy float64), K [3,3] at the file's resolution, dist [4] (k1, k2, p1, p2), width, height.
-Conventions are converted here, once; nothing downstream knows the source format.
+A frame is a data.types.Frame: name, path, viewmat [4,4] (OpenCV world-to-camera, float64), K [3,3] at the
+file's resolution, dist [4] (k1, k2, p1, p2), width, height, source. Conventions are converted here, once;
+nothing downstream knows the source format.
 """
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ import torch
 from ..errors import SceneError
 from ..geometry import quat_to_rotmat
 from . import colmap
+from .types import Frame
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".PNG", ".JPG", ".JPEG")
 
@@ -52,8 +53,7 @@ def parse_colmap(root: Path, images_dir: Path):
         vm = np.eye(4)
         vm[:3, :3] = quat_to_rotmat(torch.from_numpy(np.asarray(im.qvec, dtype=np.float64))).numpy()
         vm[:3, 3] = im.tvec
-        frames.append(dict(name=im.name, path=images_dir / im.name, viewmat=vm, K=K, dist=dist,
-                           width=cam.width, height=cam.height, source=str(sp)))
+        frames.append(Frame(im.name, images_dir / im.name, vm, K, cam.width, cam.height, str(sp), dist=dist))
     pts = model.points if len(model.points) else None
     cols = model.colors if len(model.points) else None
     return frames, pts, cols
@@ -120,7 +120,7 @@ def parse_transforms(root: Path):
             vm = np.linalg.inv(c2w) if np.isfinite(c2w).all() else np.full((4, 4), np.nan)
             dist = np.array([float(fr.get(k, meta.get(k, 0.0)) or 0.0) for k in ("k1", "k2", "p1", "p2")])
             name = str(Path(fr["file_path"]).with_suffix(path.suffix)).lstrip("./") if path.suffix else fr["file_path"]
-            frames.append(dict(name=name, path=path, viewmat=vm, K=K, dist=dist, width=w, height=h, source=str(fp)))
+            frames.append(Frame(name, path, vm, K, w, h, str(fp), dist=dist))
             if sname:
                 split.setdefault(sname, []).append(name)
     split_out = None

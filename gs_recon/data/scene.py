@@ -20,7 +20,7 @@ from torch import Tensor
 from ..errors import SceneError
 from .idr import find_dprecon, find_neus, parse_dprecon, parse_neus
 from .parsers import find_colmap_dir, find_transforms, parse_colmap, parse_transforms
-from .types import ObjectInfo
+from .types import Frame, ObjectInfo
 
 log = logging.getLogger("gs_recon")
 
@@ -234,13 +234,13 @@ def load_scene(root: str | Path, cfg=None) -> Scene:
     inst, objects, assoc = _load_masks(root, frames, cfg, sizes, (W, H), Ks, pts, objects, alpha)
     depth_prior = _load_priors(root / "depth", frames, sizes, (W, H), 1, "depth_path")
     normal_prior = _load_priors(root / "normal", frames, sizes, (W, H), 3, "normal_path")
-    if depth_prior is not None and any("depth_mask_path" in fr for fr in frames):  # MonoSDF's valid-depth masks
+    if depth_prior is not None and any(fr.depth_mask_path is not None for fr in frames):  # MonoSDF's valid-depth masks
         valid = _load_priors(root / "_none", frames, sizes, (W, H), 1, "depth_mask_path")
         if valid is not None:
             depth_prior[valid < 0.5] = float("nan")
-    vms = np.stack([fr["viewmat"] for fr in frames])
+    vms = np.stack([fr.viewmat for fr in frames])
     vms_int, centre, s, w_from_i, up = _normalise(vms, pts)
-    names = [fr["name"] for fr in frames]
+    names = [fr.name for fr in frames]
     train_idx, test_idx = _split(root, names, split, cfg.test_every)
     return Scene(
         name=root.resolve().name, root=root, image_names=names, images=images,
@@ -250,48 +250,48 @@ def load_scene(root: str | Path, cfg=None) -> Scene:
         points=torch.from_numpy((pts - centre) * s).float() if pts is not None else None,
         point_colors=torch.from_numpy(cols / 255.0).float() if cols is not None else None,
         world_from_internal=torch.from_numpy(w_from_i).float(), up=torch.from_numpy(up).float(),
-        background_color=torch.from_numpy(bg).float(), source=frames[0]["source"],
+        background_color=torch.from_numpy(bg).float(), source=frames[0].source,
         world_frame=extra.get("world_frame") or {}, sfm=extra.get("sfm") or {}, association=assoc,
     )
 
 
-def _checked(root: Path, frames: List[Dict]) -> List[Dict]:
+def _checked(root: Path, frames: List[Frame]) -> List[Frame]:
     """Frames with finite cameras whose photo exists (missing photos skipped with a warning)."""
     if not frames:
         raise SceneError(f"{root}: the camera file lists no images")
     kept = []
     for fr in frames:
-        if not np.isfinite(fr["viewmat"]).all() or not np.isfinite(fr["K"]).all():
-            raise SceneError(f"{fr['source']}: non-finite (NaN/inf) pose or intrinsics for image {fr['name']}; fix the camera file")
-        if not fr["path"].exists():
-            warnings.warn(f"gs_recon: {fr['path']} is listed in {fr['source']} but missing; skipping it", stacklevel=3)
+        if not np.isfinite(fr.viewmat).all() or not np.isfinite(fr.K).all():
+            raise SceneError(f"{fr.source}: non-finite (NaN/inf) pose or intrinsics for image {fr.name}; fix the camera file")
+        if not fr.path.exists():
+            warnings.warn(f"gs_recon: {fr.path} is listed in {fr.source} but missing; skipping it", stacklevel=3)
             continue
         kept.append(fr)
     if not kept:
-        raise SceneError(f"{root}: none of the {len(frames)} images listed in {frames[0]['source']} exist (looked in {frames[0]['path'].parent})")
+        raise SceneError(f"{root}: none of the {len(frames)} images listed in {frames[0].source} exist (looked in {frames[0].path.parent})")
     if len(kept) == 1:
         warnings.warn(f"gs_recon: {root}: only one view; it is used for training, there is no test view and "
                       "geometry is unconstrained in depth", stacklevel=3)
     return kept
 
 
-def _load_photos(frames: List[Dict], cfg, bg: np.ndarray):
+def _load_photos(frames: List[Frame], cfg, bg: np.ndarray):
     """Decode, undistort and downscale every photo, then centre-crop all to the smallest size (W, H).
     Returns images [C,H,W,3] in [0,1] (RGBA composited over bg), alpha [C,H,W] or None, Ks (list of [3,3]),
     each photo's downscaled size (w, h), and (W, H). Records per frame: file_size, K_file, scale_xy, crop."""
     imgs, alphas, Ks, sizes = [], [], [], []
     ds = float(cfg.downscale)
     for fr in frames:
-        a = _load_image(fr["path"])
+        a = _load_image(fr.path)
         h0, w0 = a.shape[:2]
-        fr["file_size"] = (h0, w0)  # as on disk, for checking the instance masks
-        K = fr["K"].copy()
-        if fr["width"] and fr["height"] and (fr["width"], fr["height"]) != (w0, h0):
-            K[0] *= w0 / fr["width"]
-            K[1] *= h0 / fr["height"]
-        fr["K_file"] = K.copy()  # at the photo's size on disk: what undistorts the photo and its masks
-        if np.any(fr["dist"] != 0):
-            a = undistort(a, K, fr["dist"])
+        fr.file_size = (h0, w0)  # as on disk, for checking the instance masks
+        K = fr.K.copy()
+        if fr.width and fr.height and (fr.width, fr.height) != (w0, h0):
+            K[0] *= w0 / fr.width
+            K[1] *= h0 / fr.height
+        fr.K_file = K.copy()  # at the photo's size on disk: what undistorts the photo and its masks
+        if np.any(fr.dist != 0):
+            a = undistort(a, K, fr.dist)
         s = max(ds, w0 / cfg.max_size, 1.0)
         w, h = max(1, round(w0 / s)), max(1, round(h0 / s))
         a = _resize(a, (w, h), nearest=False)
@@ -300,7 +300,7 @@ def _load_photos(frames: List[Dict], cfg, bg: np.ndarray):
         imgs.append(a)
         Ks.append(K)
         sizes.append((w, h))
-        fr["scale_xy"] = (w / w0, h / h0)
+        fr.scale_xy = (w / w0, h / h0)
     W, H = min(s[0] for s in sizes), min(s[1] for s in sizes)
     rgb_list = []
     for i, a in enumerate(imgs):
@@ -309,7 +309,7 @@ def _load_photos(frames: List[Dict], cfg, bg: np.ndarray):
         a = a[oy : oy + H, ox : ox + W]
         Ks[i][0, 2] -= ox
         Ks[i][1, 2] -= oy
-        frames[i]["crop"] = (ox, oy)
+        frames[i].crop = (ox, oy)
         f = a.astype(np.float32) / 255.0
         if f.shape[-1] == 4:
             al = f[..., 3:4]
@@ -323,7 +323,7 @@ def _load_photos(frames: List[Dict], cfg, bg: np.ndarray):
     return images, alpha, Ks, sizes, (W, H)
 
 
-def _load_masks(root: Path, frames: List[Dict], cfg, sizes, size, Ks, pts, objects: Dict[int, ObjectInfo],
+def _load_masks(root: Path, frames: List[Frame], cfg, sizes, size, Ks, pts, objects: Dict[int, ObjectInfo],
                 alpha: Optional[Tensor]):
     """Instance masks [C,H,W] int64 (0 background, -1 unknown) through the photos' undistortion, scaling and
     crop: from instance/ or the parser's per-frame masks, made by --data.segmenter when there are none,
@@ -333,49 +333,49 @@ def _load_masks(root: Path, frames: List[Dict], cfg, sizes, size, Ks, pts, objec
     inst = None
     assoc = {}  # --data.masks per_image: the association's report
     inst_dir = root / "instance"
-    per_frame = any("instance_path" in fr for fr in frames)  # the parser paired masks with images
+    per_frame = any(fr.instance_path is not None for fr in frames)  # the parser paired masks with images
     mask_mode = cfg.masks
     if cfg.segmenter and not per_frame and not inst_dir.is_dir():  # no masks: a segmenter makes per-photo ones
         from .segment import segment_scene
 
-        segment_scene(root, [fr["path"] for fr in frames], cfg.segmenter)
+        segment_scene(root, [fr.path for fr in frames], cfg.segmenter)
         mask_mode = "per_image"
     if per_frame or inst_dir.is_dir():
         labs = []
         for i, fr in enumerate(frames):
             if per_frame:
-                p = fr.get("instance_path")
+                p = fr.instance_path
                 if p is None:  # a view without a mask (e.g. a test view): -1 = unknown, never an object id
                     labs.append(np.full((H, W), -1, np.int64))
                     continue
             else:
-                stem = Path(fr["name"]).stem
-                cands = [inst_dir / f"{stem}.png", inst_dir / f"{Path(fr['name']).name}.png"]
+                stem = Path(fr.name).stem
+                cands = [inst_dir / f"{stem}.png", inst_dir / f"{Path(fr.name).name}.png"]
                 p = next((c for c in cands if c.exists()), None)
                 if p is None:
-                    raise SceneError(f"{inst_dir}: no instance mask for image {fr['name']} (expected {cands[0].name})")
+                    raise SceneError(f"{inst_dir}: no instance mask for image {fr.name} (expected {cands[0].name})")
             lab = _load_label(p)
-            if "relabel" in fr:  # the layout's ids -> object ids (DP-Recon: 255 and unlisted ids = background)
-                lab = fr["relabel"](lab)
-            src = fr["file_size"]
+            if fr.relabel is not None:  # the layout's ids -> object ids (DP-Recon: 255 and unlisted ids = background)
+                lab = fr.relabel(lab)
+            src = fr.file_size
             if lab.shape != src:
-                raise SceneError(f"{p}: mask size {lab.shape[1]}x{lab.shape[0]} does not match image {fr['path'].name} "
+                raise SceneError(f"{p}: mask size {lab.shape[1]}x{lab.shape[0]} does not match image {fr.path.name} "
                                  f"({src[1]}x{src[0]}); masks must have the image's size")
-            if np.any(fr["dist"] != 0):
-                lab = undistort(lab, fr["K_file"], fr["dist"], nearest=True)
+            if np.any(fr.dist != 0):
+                lab = undistort(lab, fr.K_file, fr.dist, nearest=True)
             w, h = sizes[i]
             lab = _resize(lab, (w, h), nearest=True)
-            ox, oy = fr["crop"]
+            ox, oy = fr.crop
             labs.append(lab[oy : oy + H, ox : ox + W])
         inst = torch.from_numpy(np.stack(labs)).long()
         if mask_mode == "per_image":  # ids per photo: tie them together through the SfM points
             from .associate import associate
 
-            lab_np, assoc = associate(inst.numpy(), np.stack([fr["viewmat"] for fr in frames]), np.stack(Ks), pts)
+            lab_np, assoc = associate(inst.numpy(), np.stack([fr.viewmat for fr in frames]), np.stack(Ks), pts)
             inst = torch.from_numpy(lab_np)
             objects = {k: ObjectInfo(k, f"object_{k}", "a photo of an object") for k in range(1, assoc["objects"] + 1)}
         present = set(int(v) for v in torch.unique(inst).tolist()) - {0, -1}
-        inst_dir = inst_dir if not per_frame else Path(str(frames[0]["instance_path"])).parent
+        inst_dir = inst_dir if not per_frame else Path(str(frames[0].instance_path)).parent
         for k in sorted(present - set(objects)):
             warnings.warn(f"gs_recon: label {k} appears in {inst_dir} but not in objects.json; naming it object_{k}", stacklevel=3)
             objects[k] = ObjectInfo(k, f"object_{k}", "a photo of an object")
@@ -407,17 +407,17 @@ def _normalise(vms: np.ndarray, pts: Optional[np.ndarray]):
 
 def _load_priors(d: Path, frames, sizes, size, ch: int, key: str) -> Optional[Tensor]:
     """Monocular priors per frame, resampled like the photos: [C, H, W] (ch 1) or [C, H, W, 3].
-    Files: the path the parser paired with each frame (frame[key]), else d/<image stem>.npy. Views
+    Files: the path the parser paired with each frame (Frame.<key>), else d/<image stem>.npy. Views
     without one (test views of the DP-Recon layout) are NaN. Normals: our layout [H, W, 3] (or [3, H, W])
     in [-1, 1]; DP-Recon's (normal_encoding 'chw01') [3, H, W] in [0, 1], mapped x2-1. Both are OpenCV
     camera-frame normals facing the camera (MonoSDF rotates its rendered normals into that frame)."""
-    paired = any(key in fr for fr in frames)
+    paired = any(getattr(fr, key) is not None for fr in frames)
     if not paired and not d.is_dir():
         return None
     out = []
     W, H = size
     for i, fr in enumerate(frames):
-        p = fr.get(key) if paired else d / f"{Path(fr['name']).stem}.npy"
+        p = getattr(fr, key) if paired else d / f"{Path(fr.name).stem}.npy"
         if paired and p is None:
             out.append(np.full((H, W) if ch == 1 else (H, W, 3), np.nan, np.float32))
             continue
@@ -430,16 +430,16 @@ def _load_priors(d: Path, frames, sizes, size, ch: int, key: str) -> Optional[Te
             raise SceneError(f"{p}: unreadable .npy ({e})") from None
         if ch == 3 and a.ndim == 3 and a.shape[0] == 3:
             a = a.transpose(1, 2, 0)
-        if ch == 3 and fr.get("normal_encoding") == "chw01":
+        if ch == 3 and fr.normal_encoding == "chw01":
             a = a * 2.0 - 1.0
         if ch == 1 and a.ndim == 3:
             a = a[..., 0] if a.shape[-1] == 1 else a[0]
-        if np.any(fr["dist"] != 0):  # estimated on the distorted photo: same resampling as the photo
-            h0, w0 = fr["file_size"]
-            K = fr["K_file"] * np.array([[a.shape[1] / w0], [a.shape[0] / h0], [1.0]])
-            a = undistort(a, K, fr["dist"])
+        if np.any(fr.dist != 0):  # estimated on the distorted photo: same resampling as the photo
+            h0, w0 = fr.file_size
+            K = fr.K_file * np.array([[a.shape[1] / w0], [a.shape[0] / h0], [1.0]])
+            a = undistort(a, K, fr.dist)
         a = _resize(a, sizes[i], nearest=False)
-        ox, oy = fr["crop"]
+        ox, oy = fr.crop
         out.append(a[oy : oy + H, ox : ox + W])
     return torch.from_numpy(np.stack(out)).float()
 
