@@ -43,6 +43,9 @@ def main(argv=None) -> int:
     ap.add_argument("--work", default="/tmp/gs_bg_bench")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "docs" / "BENCHMARKS.md"))
     ap.add_argument("--scenes", nargs="+", default=None, help="subset of real3 prims3 mixed5")
+    ap.add_argument("--variants", nargs="+", type=int, default=None, help="subset: indices into VARIANTS")
+    ap.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+                    help="extra overrides for every run, e.g. train.flatten_lambda=10")
     a = ap.parse_args(argv)
     from gs_recon.eval.bench import write_doc_section
     from gs_recon.data.synthetic import make_scene
@@ -58,6 +61,9 @@ def main(argv=None) -> int:
             if not (sd / "transforms.json").exists():
                 make_scene(sd, meshes, n_obj, views=10, arc=180, test_views=8, priors=False, seed=seed)
             for k, (variant, extra) in enumerate(VARIANTS):
+                if a.variants is not None and k not in a.variants:
+                    continue
+                extra = [*extra, *(x for kv in a.set for x in ("--" + kv.split("=", 1)[0], kv.split("=", 1)[1]))]
                 out = work / f"{name}_v{k}"
                 wall = _run(["tools/train.py", str(sd), "--config", "configs/tiny_cpu.yaml", "--no-progress",
                              "--output.out_dir", str(out), *extra], log)

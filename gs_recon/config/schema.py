@@ -69,6 +69,13 @@ class TrainConfig:
     normal_lambda: float = 0.05
     scale_reg_lambda: float = 0.01  # penalise scales larger than scale_reg_max (fraction of scene extent)
     scale_reg_max: float = 0.05  # ours: 5% of the scene extent
+    # surface terms on the background (docs/BENCHMARKS.md, "Background benchmark", has their ablation):
+    # flatten pulls each background Gaussian's shortest axis to zero (discs, as 2DGS / PGSR); depth_normal is
+    # 2DGS's depth-normal consistency where the background covers a pixel, from geometry_from of the
+    # iterations on (2DGS: 7k of 30k)
+    flatten_lambda: float = 0.0
+    depth_normal_lambda: float = 0.0
+    geometry_from: float = 0.3
     # densification (gsplat DefaultStrategy); iteration fields are scaled for short runs
     refine_start_iter: int = 500  # 3DGS / gsplat DefaultStrategy
     refine_stop_iter: int = 15000  # 3DGS / gsplat DefaultStrategy

@@ -202,8 +202,6 @@ class PriorStages:
         centres lie inside its box, those with the largest mean SDS position gradient (at most densify_frac
         of its count, under train.cap_max) are duplicated (largest axis <= 1% of the scene scale, as gsplat's
         grow_scale3d) or split in two (larger). Returns how many Gaussians were added."""
-        from gsplat.strategy.ops import duplicate, split
-
         from .. import dist
 
         c, tr = self.cfg, self.tr
@@ -232,10 +230,10 @@ class PriorStages:
         added = int(pick.sum())
         if added:
             is_split = pick & big
-            duplicate(tr.params, tr.optimizers, tr.strategy_state, pick & ~big)
-            # duplicate appended rows: extend the split mask with False for them
-            split(tr.params, tr.optimizers, tr.strategy_state,
-                  torch.cat([is_split, torch.zeros(int((pick & ~big).sum()), dtype=torch.bool, device=pick.device)]))
+            tr.densifier.clone(tr.params, tr.optimizers, pick & ~big)
+            # clone appended rows: extend the split mask with False for them
+            tr.densifier.split(tr.params, tr.optimizers,
+                               torch.cat([is_split, torch.zeros(int((pick & ~big).sum()), dtype=torch.bool, device=pick.device)]))
             tr.set_trainable(tr.trainable)
             tr.snapshot_good()
             for key in [k for k in self._stage_cache if k[0] == "index"]:

@@ -58,6 +58,37 @@ def normal_prior_loss(normals: Tensor, prior: Tensor, mask: Tensor) -> Tensor:
     return (n - p).abs().sum(-1).mean() + (1 - (n * p).sum(-1)).mean()
 
 
+def flatten_loss(log_scales: Tensor, scale: float) -> Tensor:
+    """The shortest axis of each Gaussian (log_scales [M,3], the ones the term applies to) pulled towards zero,
+    so it becomes a disc lying on the surface (the flattening of NeuSG / PGSR, 2DGS's surfels). scale: the
+    scene's extent (the loss is a fraction of it, so its weight does not depend on the scene's units)."""
+    if log_scales.shape[0] == 0:
+        return log_scales.new_zeros(())
+    return torch.exp(log_scales.min(-1).values).mean() / scale
+
+
+def continuous(depth: Tensor, rel: float = 0.1) -> Tensor:
+    """[C,H,W] bool: pixels whose depth [C,H,W,1] changes by less than `rel` of itself across the two
+    neighbours in x and in y (central differences there describe a surface, not a silhouette's jump);
+    the image border is False."""
+    z = depth[..., 0]
+    ok = torch.zeros_like(z, dtype=torch.bool)
+    dx = (z[:, 1:-1, 2:] - z[:, 1:-1, :-2]).abs()
+    dy = (z[:, 2:, 1:-1] - z[:, :-2, 1:-1]).abs()
+    ok[:, 1:-1, 1:-1] = (dx < rel * z[:, 1:-1, 1:-1]) & (dy < rel * z[:, 1:-1, 1:-1])
+    return ok
+
+
+def depth_normal_loss(normals: Tensor, depth_normals: Tensor, weight: Tensor) -> Tensor:
+    """2DGS's depth-normal consistency: the composited Gaussian normals [C,H,W,3] (shortest axes) agree with the
+    normals of the rendered depth [C,H,W,3] (central differences), 1 - cos, weighted per pixel by weight
+    [C,H,W] (no gradient). Both sides carry gradients: the depth moves onto the Gaussians' discs and the
+    discs turn to the depth's surface."""
+    cos = (F.normalize(normals, dim=-1) * depth_normals).sum(-1)
+    w = weight.detach()
+    return ((1 - cos) * w).sum() / w.sum().clamp(min=1.0)
+
+
 def scale_reg(log_scales: Tensor, max_scale: float) -> Tensor:
     """Penalise Gaussian scales above max_scale (internal units). log_scales [N,3]."""
     return F.relu(torch.exp(log_scales) - max_scale).mean()

@@ -1,7 +1,7 @@
 """Stage 1, reconstruction: fit labeled Gaussians to the training photos and instance masks.
 
 Losses: (1-l) L1 + l D-SSIM, per-object mask loss, optional depth/normal priors, scale regulariser.
-Densification: gsplat's DefaultStrategy on the params dict (labels and visibility ride along).
+Densification: train/strategy.py (gsplat's DefaultStrategy on the params dict, labels ride along, plus the cap).
 """
 from __future__ import annotations
 
@@ -19,8 +19,10 @@ from ..data.scene import Scene
 from ..eval.metrics import psnr, psnr_tensor, ssim
 from ..gaussians.init import initial_points
 from ..gaussians.model import PARAM_KEYS, create_params
-from .losses import depth_prior_loss, mask_loss, normal_prior_loss, rgb_loss, scale_reg
-from ..render.api import RenderOutput, render
+from .strategy import Densifier
+from .losses import (continuous, depth_normal_loss, depth_prior_loss, flatten_loss, mask_loss, normal_prior_loss, rgb_loss,
+                     scale_reg)
+from ..render.api import RenderOutput, normals_from_depth, render
 from .checkpoint import (
     load_checkpoint,
     merge_states,
@@ -75,7 +77,8 @@ class Trainer:
                                     cfg.model.init_scale, self.device)
         self.set_trainable(PARAM_KEYS)
         self._make_optimizers()
-        self._make_strategy()
+        self.densifier = Densifier(cfg.train, self.scene_scale)
+        self.densifier.check(self.params, self.optimizers)
         self.nan_events = 0
         self._good: Optional[Dict] = None
         self._gen: Optional[torch.Generator] = None  # fit()'s view sampler while it runs (checkpointed)
@@ -106,18 +109,6 @@ class Trainer:
         gamma = 0.01 ** (1.0 / max(1, t.iterations))  # 3DGS: means lr decays to 1% over training
         self.schedulers = [torch.optim.lr_scheduler.ExponentialLR(self.optimizers["means"], gamma=gamma)]
 
-    def _make_strategy(self):
-        from gsplat.strategy import DefaultStrategy
-
-        t = self.cfg.train
-        self.strategy = DefaultStrategy(
-            prune_opa=t.prune_opa, grow_grad2d=t.grow_grad2d, refine_start_iter=t.refine_start_iter,
-            refine_stop_iter=t.refine_stop_iter, reset_every=t.reset_every, refine_every=t.refine_every,
-            verbose=False,
-        )
-        self.strategy.check_sanity(self.params, self.optimizers)
-        self.strategy_state = self.strategy.initialize_state(scene_scale=self.scene_scale)
-
     def start_stage(self, keys, lrs: Dict[str, float]) -> None:
         """A new training stage: only `keys` train, from fresh Adam moments, at learning rates `lrs`
         (key -> lr; others keep theirs). Stage 1's decayed means LR would otherwise stay at 1%."""
@@ -137,7 +128,7 @@ class Trainer:
         self._make_optimizers()
         for k, o in self.optimizers.items():
             o.param_groups[0]["lr"] = lrs[k]
-        self.strategy_state = self.strategy.initialize_state(scene_scale=self.scene_scale)
+        self.densifier.reset()
         self.set_trainable(trainable)
         self.snapshot_good()
 
@@ -169,11 +160,22 @@ class Trainer:
                       normals=normals)
 
     # ------------------------------------------------------------------ losses
-    def _needs(self):
-        """(depth, normals): the feature channels the reconstruction losses read."""
+    def _surface_on(self) -> bool:
+        """Depth-normal consistency is on from geometry_from of stage 1's iterations (and in later stages)."""
+        t = self.cfg.train
+        return t.depth_normal_lambda > 0 and self.step >= t.geometry_from * t.iterations
+
+    def _priors(self):
+        """(depth, normals): whether the monocular depth / normal prior losses are on."""
         t = self.cfg.train
         return (self.depth_prior is not None and t.depth_lambda > 0,
                 self.normal_prior is not None and t.normal_lambda > 0)
+
+    def _needs(self):
+        """(depth, normals): the feature channels the reconstruction losses read."""
+        surface = self._surface_on()
+        use_depth, use_normals = self._priors()
+        return surface or use_depth, surface or use_normals
 
     def recon_loss(self, idx: List[int], out: RenderOutput) -> Dict[str, Tensor]:
         t = self.cfg.train
@@ -181,12 +183,22 @@ class Trainer:
         losses = {"rgb": rgb_loss(out.rgb, gt, t.ssim_lambda)}
         if self.instance is not None and t.mask_lambda > 0:
             losses["mask"] = t.mask_lambda * mask_loss(out.object_alpha, _take(self.instance, idx))
-        use_depth, use_normals = self._needs()
+        use_depth, use_normals = self._priors()
         fg = out.alpha[..., 0] > 0.5
         if use_depth:
             losses["depth"] = t.depth_lambda * depth_prior_loss(out.depth[..., 0], _take(self.depth_prior, idx), fg)
         if use_normals:
             losses["normal"] = t.normal_lambda * normal_prior_loss(out.normals, _take(self.normal_prior, idx), fg)
+        # surface terms, on the background (the objects' closed meshes come from carving): depth-normal
+        # consistency where the background covers the pixel and the depth is continuous, flattening of
+        # the background's Gaussians
+        if self._surface_on():
+            dn = normals_from_depth(out.depth, _take(self.Ks, idx))
+            w = out.object_alpha[..., 0] * continuous(out.depth)
+            losses["depth_normal"] = t.depth_normal_lambda * depth_normal_loss(out.normals, dn, w)
+        if t.flatten_lambda > 0:
+            bg = self.params["labels"] == 0
+            losses["flatten"] = t.flatten_lambda * flatten_loss(self.params["scales"][bg], self.scene_scale)
         if t.scale_reg_lambda > 0:
             losses["scale"] = t.scale_reg_lambda * scale_reg(self.params["scales"], t.scale_reg_max * self.scene_scale)
         return losses
@@ -216,7 +228,7 @@ class Trainer:
         depth, normals = self._needs()
         out = self.render_views(idx, depth=depth, normals=normals)
         if densify:
-            self.strategy.step_pre_backward(self.params, self.optimizers, self.strategy_state, self.step, out.meta)
+            self.densifier.pre_backward(self.params, self.optimizers, self.step, out.meta)
         losses = self.recon_loss(idx, out)
         losses["rgb"] = rgb_weight * losses["rgb"]
         if extra_losses is not None:
@@ -243,9 +255,7 @@ class Trainer:
         if densify:
             for sch in self.schedulers:
                 sch.step()
-            self.strategy.step_post_backward(self.params, self.optimizers, self.strategy_state, self.step, out.meta,
-                                             packed=False)
-            self._enforce_cap()
+            self.densifier.post_backward(self.params, self.optimizers, self.step, out.meta, self.cap())
         self.step += 1
         if self.step % self.GOOD_EVERY == 0:
             bad = [k for k in self.trainable if not torch.isfinite(self.params[k]).all()]
@@ -289,20 +299,11 @@ class Trainer:
         self.nan_events += 1
         log.warning("step %d: %s; restored the state of step %d", step, why, int(self._good["step"]))
 
-    @torch.no_grad()
-    def _enforce_cap(self):
-        from gsplat.strategy.ops import remove
-
+    def cap(self) -> int:
+        """The most Gaussians this process may hold (train.cap_max; per shard when stage 1 is sharded)."""
         from .. import dist
 
-        n = self.params["means"].shape[0]
-        cap = self.cfg.train.cap_max // (dist.world() if self.sharded else 1)  # per shard
-        if n <= cap:
-            return
-        op = self.params["opacities"]
-        drop = torch.zeros(n, dtype=torch.bool, device=op.device)
-        drop[torch.argsort(op)[: n - cap]] = True
-        remove(self.params, self.optimizers, self.strategy_state, drop)
+        return self.cfg.train.cap_max // (dist.world() if self.sharded else 1)
 
     # ------------------------------------------------------------------ loop
     def fit(self, iterations: Optional[int] = None, progress: bool = True, ckpt_path: Optional[Path] = None,
@@ -371,7 +372,7 @@ class Trainer:
             "params": {k: v.detach().cpu() for k, v in self.params.items()},
             "optim": {k: o.state_dict() for k, o in self.optimizers.items()},
             "sched": [s.state_dict() for s in self.schedulers],
-            "strategy": {k: (v.cpu() if isinstance(v, Tensor) else v) for k, v in self.strategy_state.items()},
+            "strategy": {k: (v.cpu() if isinstance(v, Tensor) else v) for k, v in self.densifier.state.items()},
         }
         if self.extra:
             st["extra"] = self.extra
@@ -426,7 +427,7 @@ class Trainer:
             o.load_state_dict(ck["optim"][k])
         for s, sd in zip(self.schedulers, ck.get("sched", [])):
             s.load_state_dict(sd)
-        self.strategy_state = {k: (v.to(self.device) if isinstance(v, Tensor) else v) for k, v in ck["strategy"].items()}
+        self.densifier.state = {k: (v.to(self.device) if isinstance(v, Tensor) else v) for k, v in ck["strategy"].items()}
         self.extra = dict(ck.get("extra", {}))
         self.step = int(ck["step"])
 

@@ -1,0 +1,109 @@
+"""Surface terms of stage 1 (train/losses.py): depth-normal consistency, flattening, depth continuity."""
+import math
+
+import numpy as np
+import torch
+
+from gs_recon.gaussians.model import create_params
+from gs_recon.geometry import look_at, rotmat_to_quat
+from gs_recon.render.api import normals_from_depth, render
+from gs_recon.train.losses import continuous, depth_normal_loss, flatten_loss
+
+W, H = 64, 48
+K = torch.tensor([[[50.0, 0, W / 2], [0, 50.0, H / 2], [0, 0, 1]]])
+
+
+def _plane(tilt_deg: float, disc_tilt_deg: float):
+    """A 2 m x 2 m plane through the origin, its normal tilted tilt_deg from +z about x, covered by flat
+    discs whose own normals are tilted a further disc_tilt_deg about x. -> params, the plane's normal."""
+    a = math.radians(tilt_deg)
+    u, v = np.array([1.0, 0, 0]), np.array([0, math.cos(a), math.sin(a)])
+    n = np.cross(u, v)
+    g = np.linspace(-1, 1, 40)
+    pts = torch.tensor(np.array([x * u + y * v for x in g for y in g]), dtype=torch.float32)
+    params = create_params(pts, torch.full_like(pts, 0.5), torch.zeros(len(pts)), sh_degree=0)
+    b = math.radians(tilt_deg + disc_tilt_deg)
+    R = np.stack([u, [0, math.cos(b), math.sin(b)], np.cross(u, [0, math.cos(b), math.sin(b)])], 1)  # columns
+    with torch.no_grad():
+        params["quats"][:] = torch.tensor(rotmat_to_quat(R), dtype=torch.float32)
+        params["scales"][:] = torch.log(torch.tensor([0.06, 0.06, 0.002]))
+        params["opacities"][:] = 4.0
+    return params, torch.tensor(n, dtype=torch.float32)
+
+
+def _render(params):
+    vm = look_at((0.2, -0.7, 1.5), (0.0, 0.0, 0.0))[None]
+    return render(params, vm, K, W, H, sh_degree=0, n_labels=1), vm
+
+
+def test_depth_normals_agree_with_the_discs_on_a_plane():
+    """The two normals the term compares, on a tilted plane of flat discs lying on it: the same direction
+    (the plane's normal in camera space, facing the camera), so the loss is ~0; discs turned 60 degrees off
+    the plane give a large loss (the depth still says the plane)."""
+    params, n_world = _plane(30, 0)
+    out, vm = _render(params)
+    dn = normals_from_depth(out.depth, K)
+    w = (out.alpha[..., 0] > 0.99) & continuous(out.depth)
+    assert w.sum() > 0.5 * W * H
+    n_cam = vm[0, :3, :3] @ n_world
+    n_cam = n_cam if n_cam[2] < 0 else -n_cam  # facing the camera (camera looks along +z)
+    assert (dn[w] @ n_cam).min() > 0.98 and (dn[w] @ n_cam).mean() > 0.995
+    gauss_n = torch.nn.functional.normalize(out.normals[w], dim=-1)
+    assert (gauss_n @ n_cam).min() > 0.98 and (gauss_n @ n_cam).mean() > 0.995
+    assert float(depth_normal_loss(out.normals, dn, w.float())) < 0.01
+    turned, _ = _plane(30, 60)
+    out2, _ = _render(turned)
+    w2 = ((out2.alpha[..., 0] > 0.99) & continuous(out2.depth)).float()
+    assert float(depth_normal_loss(out2.normals, normals_from_depth(out2.depth, K), w2)) > 0.3
+
+
+def test_depth_normal_loss_turns_discs_onto_the_surface():
+    """Optimising only the discs' rotations on the loss brings their normals from 40 degrees off the plane to
+    within a few degrees of it."""
+    params, n_world = _plane(20, 40)
+    params["quats"].requires_grad_(True)
+    opt = torch.optim.Adam([params["quats"]], lr=0.02)
+
+    def angle():
+        from gs_recon.geometry import quat_to_rotmat
+
+        R = quat_to_rotmat(torch.nn.functional.normalize(params["quats"].detach(), dim=-1))
+        return float(torch.rad2deg(torch.arccos((R[:, :, 2] @ n_world).abs().clamp(max=1))).median())
+
+    assert angle() > 39
+    for _ in range(60):
+        out, _ = _render(params)
+        w = (out.alpha[..., 0] > 0.5) & continuous(out.depth)
+        loss = depth_normal_loss(out.normals, normals_from_depth(out.depth, K), w.float())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert angle() < 8
+
+
+def test_flatten_loss_pulls_only_the_shortest_axis():
+    """Gradient against finite differences; only each Gaussian's shortest axis is pulled, by exp(s) / scale."""
+    g = torch.Generator().manual_seed(0)
+    s = (torch.rand(50, 3, generator=g, dtype=torch.float64) * 3 - 5).requires_grad_(True)
+    flatten_loss(s, 2.0).backward()
+    mins = s.detach().argmin(1)
+    expected = torch.zeros_like(s)
+    expected[torch.arange(50), mins] = torch.exp(s.detach()[torch.arange(50), mins]) / (50 * 2.0)
+    assert torch.allclose(s.grad, expected)
+    e = 1e-6
+    for i, j in [(0, int(mins[0])), (7, int(mins[7]))]:
+        sp, sm = s.detach().clone(), s.detach().clone()
+        sp[i, j] += e
+        sm[i, j] -= e
+        fd = (flatten_loss(sp, 2.0) - flatten_loss(sm, 2.0)) / (2 * e)
+        assert abs(float(fd) - float(s.grad[i, j])) < 1e-8
+    assert float(flatten_loss(s[:0], 2.0)) == 0.0
+
+
+def test_continuous_masks_silhouette_jumps():
+    z = torch.full((1, 10, 12, 1), 2.0)
+    z[:, :, 6:] = 4.0  # a step between columns 5 and 6
+    ok = continuous(z)
+    assert not ok[0, 0].any() and not ok[0, :, 0].any()  # border
+    assert not ok[0, 1:-1, 5:7].any()  # beside the jump
+    assert ok[0, 1:-1, 1:5].all() and ok[0, 1:-1, 7:11].all()
