@@ -7,7 +7,8 @@ import torch
 from gs_recon.gaussians.model import create_params
 from gs_recon.geometry import look_at, rotmat_to_quat
 from gs_recon.render.api import normals_from_depth, render
-from gs_recon.train.losses import continuous, depth_normal_loss, flatten_loss
+from gs_recon.train.losses import (continuous, depth_normal_loss, flatten_loss, sparse_depth_loss,
+                                 sparse_depth_targets)
 
 W, H = 64, 48
 K = torch.tensor([[[50.0, 0, W / 2], [0, 50.0, H / 2], [0, 0, 1]]])
@@ -107,3 +108,50 @@ def test_continuous_masks_silhouette_jumps():
     assert not ok[0, 0].any() and not ok[0, :, 0].any()  # border
     assert not ok[0, 1:-1, 5:7].any()  # beside the jump
     assert ok[0, 1:-1, 1:5].all() and ok[0, 1:-1, 7:11].all()
+
+
+def test_sparse_depth_targets_keep_what_each_view_sees():
+    """Two parallel sheets of points, the near one covering the left half of the view: the z-buffer keeps
+    the near sheet's points there and the far sheet's elsewhere, each at its true depth and pixel."""
+    g = torch.linspace(-1, 1, 60)
+    far = torch.stack(torch.meshgrid(g, g, indexing="ij"), -1).reshape(-1, 2)
+    far = torch.cat([far, torch.full((len(far), 1), 5.0)], 1)  # z = 5 plane
+    near = far[far[:, 0] < 0] * torch.tensor([0.5, 0.5, 0.5])  # z = 2.5, covering x < 0 in the image
+    pts = torch.cat([near, far])
+    vm = torch.eye(4)[None]  # camera at the origin looking down +z
+    t = sparse_depth_targets(pts, vm, K, W, H, cell=4)
+    pix, z = t[0]
+    x = pix % W
+    assert len(pix) > 100
+    left, right = x < W / 2 - 4, x >= W / 2 + 4
+    assert torch.allclose(z[left], torch.full_like(z[left], 2.5)) and left.sum() > 20
+    assert torch.allclose(z[right], torch.full_like(z[right], 5.0)) and right.sum() > 20
+    # each kept point at the pixel it projects to
+    pc = pts[(pts[:, 2] == 5.0) & (pts[:, 0] > 0.2)][:5]
+    u = (pc[:, 0] / pc[:, 2] * 50 + W / 2).floor().long()
+    v = (pc[:, 1] / pc[:, 2] * 50 + H / 2).floor().long()
+    assert set((v * W + u).tolist()) <= set(pix.tolist())
+
+
+def test_sparse_depth_loss_gradient_and_cap():
+    """Relative L1 at the targets' pixels, gradient sign(d - z) / (z n) against finite differences; errors beyond
+    the cap pull no more."""
+    depth = torch.full((1, 4, 5, 1), 2.0, dtype=torch.float64, requires_grad=True)
+    pix, z = torch.tensor([0, 7, 13]), torch.tensor([1.9, 2.1, 4.0], dtype=torch.float64)
+    loss = sparse_depth_loss(depth, [(pix, z)], max_rel=0.2)
+    assert abs(float(loss) - (0.1 / 1.9 + 0.1 / 2.1 + 0.2) / 3) < 1e-12
+    loss.backward()
+    gr = depth.grad.flatten()
+    assert abs(float(gr[0]) - 1 / (1.9 * 3)) < 1e-12 and abs(float(gr[7]) + 1 / (2.1 * 3)) < 1e-12
+    assert float(gr[13]) == 0.0  # capped: 50% off
+    e = 1e-7
+    for i in (0, 7):
+        dp, dm = depth.detach().clone(), depth.detach().clone()
+        dp.view(-1)[i] += e
+        dm.view(-1)[i] -= e
+        fd = (sparse_depth_loss(dp, [(pix, z)]) - sparse_depth_loss(dm, [(pix, z)])) / (2 * e)
+        assert abs(float(fd) - float(gr[i])) < 1e-6
+    # `where` drops pixels: only the first target is left
+    where = torch.zeros(1, 4, 5, dtype=torch.bool)
+    where.view(-1)[0] = True
+    assert abs(float(sparse_depth_loss(depth, [(pix, z)], where=where)) - 0.1 / 1.9) < 1e-12

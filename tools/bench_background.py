@@ -1,17 +1,16 @@
 #!/usr/bin/env python
-"""What the model-free room completion does to the background, measured: the table in docs/BENCHMARKS.md
-("Background benchmark"), in one command.
+"""The background, measured: what stage 1's surface terms and the model-free room completion do to it; the
+table in docs/BENCHMARKS.md ("Background benchmark"), in one command.
 
 The synthetic benchmark's scenes (tools/bench_synthetic.py: 6 m room, 10 training views of 128x96 on a
 180 degree arc, 8 test views all around, so the room behind the cameras is unseen), reconstructed with
-configs/tiny_cpu.yaml in three variants:
-  - completion off (--background.completion off: the background as stage 1 leaves it);
-  - completion forced on, seen Gaussians not snapped (--background.snap_seen false: only the unseen part
-    is added);
-  - completion forced on with --background.snap_seen true (seen Gaussians also snapped onto the planes).
-Background mesh metrics against the true room (F@5cm, accuracy, completeness, Chamfer-L1; whole surface
+configs/tiny_cpu.yaml in the VARIANTS below: no surface term; each surface term alone (sparse SfM depth,
+flattening, depth-normal consistency, monocular depth/normal priors - the synthetic scene's rendered ground
+truth standing in for a monocular estimator, so an upper bound for that term); then the room completion
+(--background.completion on) on top of sparse SfM depth, without and with snapping the seen Gaussians onto
+the planes. Background mesh metrics against the true room (F@5cm, accuracy, completeness; whole surface
 and the side the training cameras saw), 360-degree test PSNR, the objects' F@5cm and Chamfer (to check the
-completion leaves them alone), and the seconds the completion took.
+background's terms leave them alone), and the seconds the completion took.
 
     python tools/bench_background.py [--work /tmp/gs_bg_bench] [--out docs/BENCHMARKS.md] [--scenes prims3]
 """
@@ -33,9 +32,24 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from bench_synthetic import _run, mean, scenes  # noqa: E402  (same scenes and runner)
 
-VARIANTS = (("completion off", ["--background.completion", "off"]),
-            ("completion on, no snapping", ["--background.completion", "on", "--background.snap_seen", "false"]),
-            ("completion on + snapping", ["--background.completion", "on", "--background.snap_seen", "true"]))
+OFF = {"train.sfm_depth_lambda": 0, "train.flatten_lambda": 0, "train.depth_normal_lambda": 0,
+       "background.completion": "off", "background.snap_seen": "false"}
+# (row name, settings over OFF, needs the scene's monocular priors); every term is set explicitly so a row
+# measures the same thing whatever the defaults are
+VARIANTS = (
+    ("no surface terms, completion off", {}, False),
+    ("+ sparse SfM depth", {"train.sfm_depth_lambda": 0.5}, False),
+    ("flattening only", {"train.flatten_lambda": 10}, False),
+    ("depth-normal consistency only", {"train.depth_normal_lambda": 0.05}, False),
+    ("monocular priors only (oracle: rendered GT depth / normals)", {}, True),
+    ("sparse SfM depth + completion on", {"train.sfm_depth_lambda": 0.5, "background.completion": "on"}, False),
+    ("sparse SfM depth + completion on + snapping",
+     {"train.sfm_depth_lambda": 0.5, "background.completion": "on", "background.snap_seen": "true"}, False),
+)
+
+
+def _args(settings: dict) -> list:
+    return [x for k, v in {**OFF, **settings}.items() for x in ("--" + k, str(v))]
 
 
 def main(argv=None) -> int:
@@ -57,15 +71,16 @@ def main(argv=None) -> int:
         for name, meshes, n_obj, seed in scenes():
             if a.scenes and name not in a.scenes:
                 continue
-            sd = work / name
-            if not (sd / "transforms.json").exists():
-                make_scene(sd, meshes, n_obj, views=10, arc=180, test_views=8, priors=False, seed=seed)
-            for k, (variant, extra) in enumerate(VARIANTS):
+            sd, sd_priors = work / name, work / f"{name}_priors"
+            for d, priors in ((sd, False), (sd_priors, True)):  # the same scene, with and without priors
+                if not (d / "transforms.json").exists() and any(v[2] == priors for v in VARIANTS):
+                    make_scene(d, meshes, n_obj, views=10, arc=180, test_views=8, priors=priors, seed=seed)
+            for k, (variant, settings, priors) in enumerate(VARIANTS):
                 if a.variants is not None and k not in a.variants:
                     continue
-                extra = [*extra, *(x for kv in a.set for x in ("--" + kv.split("=", 1)[0], kv.split("=", 1)[1]))]
+                extra = _args({**settings, **dict(kv.split("=", 1) for kv in a.set)})
                 out = work / f"{name}_v{k}"
-                wall = _run(["tools/train.py", str(sd), "--config", "configs/tiny_cpu.yaml", "--no-progress",
+                wall = _run(["tools/train.py", str(sd_priors if priors else sd), "--config", "configs/tiny_cpu.yaml", "--no-progress",
                              "--output.out_dir", str(out), *extra], log)
                 _run(["tools/eval.py", str(out), "--samples", "50000"], log)
                 m = json.loads((out / "scene.json").read_text())
@@ -86,7 +101,7 @@ def main(argv=None) -> int:
                       f"room {r['room_s']:.1f} s  ({wall:.0f} s)", flush=True)
     (work / "rows.json").write_text(json.dumps(rows, indent=1))
     f = lambda d, k, s=1.0, p=3: format(s * d[k], f".{p}f") if k in d else "-"  # noqa: E731
-    lines = ["<!-- background-benchmark:begin -->", "## Background benchmark: model-free room completion", "",
+    lines = ["<!-- background-benchmark:begin -->", "## Background benchmark: surface terms and model-free room completion", "",
              f"Produced by `python tools/bench_background.py` on {platform.machine()} CPU, {os.cpu_count()} cores,"
              f" no GPU, {time.strftime('%Y-%m-%d')}, in {(time.time() - t_all) / 60:.1f} min. The synthetic"
              " benchmark's scenes (6 m room, 10 training views of 128x96 on a 180 degree arc, 8 test views all"

@@ -1,6 +1,8 @@
 """Reconstruction losses. Images are [C, H, W, 3]; masks/labels [C, H, W]."""
 from __future__ import annotations
 
+from typing import List, Optional, Tuple
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -87,6 +89,51 @@ def depth_normal_loss(normals: Tensor, depth_normals: Tensor, weight: Tensor) ->
     cos = (F.normalize(normals, dim=-1) * depth_normals).sum(-1)
     w = weight.detach()
     return ((1 - cos) * w).sum() / w.sum().clamp(min=1.0)
+
+
+def sparse_depth_targets(points: Tensor, viewmats: Tensor, Ks: Tensor, width: int, height: int, cell: int = 4,
+                         tol: float = 0.03, labels: Optional[Tensor] = None, instance: Optional[Tensor] = None
+                         ) -> List[Tuple[Tensor, Tensor]]:
+    """What each view sees of a sparse point cloud (SfM points), for sparse_depth_loss: per view, the pixels
+    (flat indices [M]) and z-depths [M] of the points in front of it that are within `tol` (relative) of the
+    nearest point projecting into the same cell x cell block (a z-buffer over the points: points hidden
+    behind nearer ones drop out; tracks are not needed). points [P,3], viewmats [V,4,4], Ks [V,3,3].
+    labels [P] and instance [V,H,W] (optional): a point counts only on pixels of its own label (a
+    background point behind an object that has no points of its own is dropped there)."""
+    out = []
+    for v, (vm, K) in enumerate(zip(viewmats, Ks)):
+        pc = points @ vm[:3, :3].T + vm[:3, 3]
+        z = pc[:, 2]
+        front = z > 1e-3
+        uv = (pc[:, :2] / z.clamp(min=1e-3)[:, None]) @ K[:2, :2].T + K[:2, 2]
+        x, y = uv[:, 0].floor().long(), uv[:, 1].floor().long()
+        ok = front & (x >= 0) & (x < width) & (y >= 0) & (y < height)
+        x, y, z = x[ok], y[ok], z[ok]
+        if labels is not None and instance is not None:
+            mine = instance[v, y, x].long() == labels[ok]
+            x, y, z = x[mine], y[mine], z[mine]
+        block = (y // cell) * ((width + cell - 1) // cell) + x // cell
+        nearest = torch.full((int(block.max()) + 1 if len(block) else 1,), float("inf")).scatter_reduce(
+            0, block, z, "amin")
+        keep = z <= nearest[block] * (1 + tol)
+        out.append(((y * width + x)[keep], z[keep]))
+    return out
+
+
+def sparse_depth_loss(depth: Tensor, targets: List[Tuple[Tensor, Tensor]], max_rel: float = 0.2,
+                      where: Optional[Tensor] = None) -> Tensor:
+    """Rendered depth [C,H,W,1] at the points' pixels against their depths (DS-NeRF's / depth-regularised
+    3DGS's sparse SfM depth), relative L1, each error capped at max_rel (a point the z-buffer wrongly kept
+    pulls no harder than that). targets: one (pixels, depths) per rendered view; where [C,H,W] bool
+    (optional): only these pixels count."""
+    losses = []
+    for c, (d, (pix, z)) in enumerate(zip(depth[..., 0].flatten(1), targets)):
+        if where is not None:
+            ok = where[c].flatten()[pix]
+            pix, z = pix[ok], z[ok]
+        if len(pix):
+            losses.append(((d[pix] - z).abs() / z).clamp(max=max_rel).mean())
+    return torch.stack(losses).mean() if losses else depth.new_zeros(())
 
 
 def scale_reg(log_scales: Tensor, max_scale: float) -> Tensor:
