@@ -197,11 +197,12 @@ class BackgroundConfig:
     # model-free room completion after stage 1 (gs_recon/train/room.py): the background's floor, walls and
     # ceiling found as planes (RANSAC), seen Gaussians snapped onto them, the unseen rest of the room filled
     # with flat Gaussians coloured by inpainting the photos' colours. auto: on when the background has a
-    # floor (>= 10% of its opaque Gaussians) and a wall (>= 5%); on / off force it. Off by default: on the
-    # background benchmark it lowers the 360-degree test PSNR (docs/BENCHMARKS.md, "Background benchmark")
+    # floor (>= 10% of its opaque Gaussians) and a wall (>= 5%); on / off force it. Off by default: it needs
+    # an accurate seen background to find the walls (with --train.sfm_depth_lambda 0.5 on the background
+    # benchmark: completeness 43.6 -> 6.1 cm, +0.8 dB; docs/BENCHMARKS.md, "Background benchmark")
     completion: Literal["auto", "on", "off"] = "off"
-    # move seen background Gaussians onto their plane and flatten them along its normal: raises the background
-    # mesh's F-score but costs 2 dB of 360-degree test PSNR on the background benchmark, so off by default
+    # move seen background Gaussians onto their plane and flatten them along its normal: costs 1.4 dB of
+    # 360-degree test PSNR and lowers the seen F-score once sparse SfM depth is on (background benchmark)
     snap_seen: bool = False
     grid: int = 64  # completion cells along the room's longest horizontal side
     plane_thresh: float = 0.03  # RANSAC inlier distance, as a fraction of the background's median distance to the cameras
