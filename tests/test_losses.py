@@ -155,3 +155,29 @@ def test_sparse_depth_loss_gradient_and_cap():
     where = torch.zeros(1, 4, 5, dtype=torch.bool)
     where.view(-1)[0] = True
     assert abs(float(sparse_depth_loss(depth, [(pix, z)], where=where)) - 0.1 / 1.9) < 1e-12
+
+
+def test_trainer_sparse_sfm_depth_keeps_the_depth_on_the_points():
+    """Wired into stage 1: targets for the training views only, and the same steps with the term end with the
+    rendered depth nearer the SfM points' depths (on object-free pixels) than without it."""
+    from conftest import DEMO
+
+    from gs_recon.config import load_config
+    from gs_recon.data import load_scene
+    from gs_recon.train.recon import Trainer
+
+    scene = load_scene(DEMO)
+    errs = {}
+    for lam in (0.0, 0.5):
+        cfg = load_config("tiny_cpu", [f"train.sfm_depth_lambda={lam}"])
+        tr = Trainer(scene, cfg)
+        if lam == 0:
+            assert tr.sfm_targets is None
+            targets = Trainer(scene, load_config("tiny_cpu", ["train.sfm_depth_lambda=0.5"])).sfm_targets
+            assert sorted(targets) == sorted(scene.train_idx)
+        tr.fit(50, progress=False)
+        with torch.no_grad():
+            out = tr.render_views(scene.train_idx)
+        free = out.object_alpha[..., 1:].sum(-1) < 0.05
+        errs[lam] = float(sparse_depth_loss(out.depth, [targets[i] for i in scene.train_idx], where=free))
+    assert errs[0.5] < 0.7 * errs[0.0], errs

@@ -75,10 +75,10 @@ class TrainConfig:
     # iterations on (2DGS: 7k of 30k)
     flatten_lambda: float = 0.0
     depth_normal_lambda: float = 0.0
+    geometry_from: float = 0.3
     # sparse SfM depth (DS-NeRF, depth-regularised 3DGS): rendered depth at the SfM points' pixels vs their
     # depths (COLMAP scenes: the points the z-buffer keeps per view); relative L1, capped at 20% per point
     sfm_depth_lambda: float = 0.0
-    geometry_from: float = 0.3
     # densification (gsplat DefaultStrategy); iteration fields are scaled for short runs
     refine_start_iter: int = 500  # 3DGS / gsplat DefaultStrategy
     refine_stop_iter: int = 15000  # 3DGS / gsplat DefaultStrategy

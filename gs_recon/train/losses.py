@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..eval.metrics import ssim
+from ..gaussians.init import project_points
 
 
 def rgb_loss(pred: Tensor, gt: Tensor, ssim_lambda: float) -> Tensor:
@@ -77,7 +78,8 @@ def continuous(depth: Tensor, rel: float = 0.1) -> Tensor:
     ok = torch.zeros_like(z, dtype=torch.bool)
     dx = (z[:, 1:-1, 2:] - z[:, 1:-1, :-2]).abs()
     dy = (z[:, 2:, 1:-1] - z[:, :-2, 1:-1]).abs()
-    ok[:, 1:-1, 1:-1] = (dx < rel * z[:, 1:-1, 1:-1]) & (dy < rel * z[:, 1:-1, 1:-1])
+    bound = rel * z[:, 1:-1, 1:-1]
+    ok[:, 1:-1, 1:-1] = (dx < bound) & (dy < bound)
     return ok
 
 
@@ -101,13 +103,10 @@ def sparse_depth_targets(points: Tensor, viewmats: Tensor, Ks: Tensor, width: in
     labels [P] and instance [V,H,W] (optional): a point counts only on pixels of its own label (a
     background point behind an object that has no points of its own is dropped there)."""
     out = []
-    for v, (vm, K) in enumerate(zip(viewmats, Ks)):
-        pc = points @ vm[:3, :3].T + vm[:3, 3]
-        z = pc[:, 2]
-        front = z > 1e-3
-        uv = (pc[:, :2] / z.clamp(min=1e-3)[:, None]) @ K[:2, :2].T + K[:2, 2]
+    uvs, zs = project_points(points, viewmats, Ks)  # [V,P,2], [V,P]
+    for v, (uv, z) in enumerate(zip(uvs, zs)):
         x, y = uv[:, 0].floor().long(), uv[:, 1].floor().long()
-        ok = front & (x >= 0) & (x < width) & (y >= 0) & (y < height)
+        ok = (z > 1e-3) & (x >= 0) & (x < width) & (y >= 0) & (y < height)
         x, y, z = x[ok], y[ok], z[ok]
         if labels is not None and instance is not None:
             mine = instance[v, y, x].long() == labels[ok]

@@ -19,9 +19,6 @@ from ..data.scene import Scene
 from ..eval.metrics import psnr, psnr_tensor, ssim
 from ..gaussians.init import initial_points, vote_labels
 from ..gaussians.model import PARAM_KEYS, create_params
-from .strategy import Densifier
-from .losses import (continuous, depth_normal_loss, sparse_depth_loss, sparse_depth_targets, depth_prior_loss, flatten_loss, mask_loss, normal_prior_loss, rgb_loss,
-                     scale_reg)
 from ..render.api import RenderOutput, normals_from_depth, render
 from .checkpoint import (
     load_checkpoint,
@@ -31,6 +28,9 @@ from .checkpoint import (
     shard_state,
     to_cpu,
 )
+from .losses import (continuous, depth_normal_loss, depth_prior_loss, flatten_loss, mask_loss, normal_prior_loss,
+                     rgb_loss, scale_reg, sparse_depth_loss, sparse_depth_targets)
+from .strategy import Densifier
 
 log = logging.getLogger("gs_recon")
 
@@ -91,16 +91,16 @@ class Trainer:
         on_dev = lambda x: x.to(self.device) if x is not None else None  # noqa: E731
         self.instance, self.depth_prior, self.normal_prior = (
             on_dev(scene.instance), on_dev(scene.depth_prior), on_dev(scene.normal_prior))
-        # per training view: the SfM points it sees (pixels, depths) for train.sfm_depth_lambda
-        self.sfm_targets = None
+        # training view index -> the SfM points it sees (pixels, depths), for train.sfm_depth_lambda
+        self.sfm_targets: Optional[Dict[int, tuple]] = None
         if cfg.train.sfm_depth_lambda > 0 and scene.points is not None and len(scene.points):
-            labels = None
-            if scene.instance is not None:  # the points' labels, as initialisation votes them
-                tr = scene.train_idx
-                labels = vote_labels(scene.points, scene.instance[tr], scene.viewmats[tr], scene.Ks[tr], scene.n_labels)
-            self.sfm_targets = [(pix.to(self.device), z.to(self.device)) for pix, z in sparse_depth_targets(
-                scene.points, scene.viewmats, scene.Ks, scene.width, scene.height, labels=labels,
-                instance=scene.instance)]
+            tr = scene.train_idx
+            vm, K = scene.viewmats[tr], scene.Ks[tr]
+            inst = scene.instance[tr] if scene.instance is not None else None
+            # the points' labels, as initialisation votes them
+            labels = vote_labels(scene.points, inst, vm, K, scene.n_labels) if inst is not None else None
+            targets = sparse_depth_targets(scene.points, vm, K, scene.width, scene.height, labels=labels, instance=inst)
+            self.sfm_targets = {i: (pix.to(self.device), z.to(self.device)) for i, (pix, z) in zip(tr, targets)}
         self.history: List[Dict[str, float]] = []
         self.extra_keys: tuple = ()  # the last step's extra_losses() keys (the prior stages' terms), for fit()'s bar
         # called as monitor(trainer, stage, metrics, total) after every step of fit() (the live viewer)

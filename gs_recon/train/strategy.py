@@ -24,8 +24,7 @@ class Densifier:
             verbose=False,
         )
         self.scene_scale = scene_scale
-        self.state: Dict[str, Any] = {}
-        self.reset()
+        self.state: Dict[str, Any] = self.strategy.initialize_state(scene_scale=scene_scale)
 
     def reset(self) -> None:
         """Fresh statistics (a new run, or the Gaussians changed in number outside the strategy)."""
