@@ -118,7 +118,7 @@ def _train_and_write(scene_dir, scene, cfg: Config, out: Path, trainer, guidance
 
             t1 = time.time()
             trainer.extra["room"] = complete_room(trainer.params, scene, cfg.background)
-            if trainer.extra["room"].get("added"):
+            if trainer.extra["room"].get("added") or trainer.extra["room"].get("dropped"):
                 trainer.gaussians_replaced()
             timings["room_s"] = time.time() - t1
         trainer.save(ckpt)

@@ -158,6 +158,36 @@ def test_novel_object_cameras_frame_the_box():
     assert fovy.min() >= 40 - 1e-3 and fovy.max() <= 45 + 1e-3
 
 
+def test_background_scene_cameras_follow_dprecon():
+    """DP-Recon's background cameras: at a training camera or (30%) the scene centre, within the jitter; the
+    optical axis passes through a point of the unit ball around the centre; view directions reach far up and
+    down (elevation up to +-90 degrees), which the "outward" cameras (pitch -10..20) never do."""
+    from gs_recon.prior.cameras import background_cameras, scene_cameras
+
+    gen = torch.Generator().manual_seed(0)
+    centres = torch.tensor([[0.8, 0.0, 0.3], [0.0, 0.9, 0.3], [-0.7, -0.5, 0.2]])
+    up = torch.tensor([0, 0, 1.0])
+    n = 400
+    vms, Ks = scene_cameras(centres, torch.zeros(3), up, n, 64, gen)
+    R, t = vms[:, :3, :3], vms[:, :3, 3]
+    assert torch.allclose(R @ R.transpose(1, 2), torch.eye(3).expand(n, 3, 3), atol=1e-5)
+    pos = -(R.transpose(1, 2) @ t[..., None])[..., 0]
+    d_train = (pos[:, None] - centres[None]).abs()
+    near_train = ((d_train[..., :2] <= 0.05 + 1e-5).all(-1) & (d_train[..., 2] <= 0.02 + 1e-5)).any(1)
+    at_centre = (pos[:, :2].abs() <= 0.05 + 1e-5).all(1) & (pos[:, 2].abs() <= 0.02 + 1e-5)
+    assert (near_train | at_centre).all() and 0.2 < float(at_centre.float().mean()) < 0.4
+    fwd = R[:, 2]  # the optical axis in world coordinates
+    s = (-pos * fwd).sum(1).clamp(min=0)  # the axis' closest approach to the centre, in front of the camera
+    assert ((pos + s[:, None] * fwd).norm(dim=1) <= 1 + 1e-4).all()
+    el = torch.rad2deg(torch.asin(fwd[:, 2]))
+    assert el.max() > 60 and el.min() < -60
+    fovy = torch.rad2deg(2 * torch.atan(32 / Ks[:, 1, 1]))
+    assert fovy.min() >= 70 - 1e-3 and fovy.max() <= 85 + 1e-3
+    vo, _ = background_cameras(centres, centres.mean(0), up, n, 64, torch.Generator().manual_seed(0))
+    el_o = torch.rad2deg(torch.asin(vo[:, 2, 2]))
+    assert el_o.max() < 25 and el_o.min() > -15
+
+
 def test_missing_weights_are_a_clear_error(tmp_path):
     from gs_recon.errors import SceneError
     from gs_recon.prior.models import load_guidance

@@ -33,7 +33,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_synthetic import _run, mean, scenes  # noqa: E402  (same scenes and runner)
 
 OFF = {"train.sfm_depth_lambda": 0, "train.flatten_lambda": 0, "train.depth_normal_lambda": 0,
-       "background.completion": "off", "background.snap_seen": "false"}
+       "background.completion": "off", "background.snap_seen": "false", "background.drop_unseen": "true"}
 # (row name, settings over OFF, needs the scene's monocular priors); every term is set explicitly so a row
 # measures the same thing whatever the defaults are
 VARIANTS = (
@@ -43,6 +43,8 @@ VARIANTS = (
     ("depth-normal consistency only", {"train.depth_normal_lambda": 0.05}, False),
     ("monocular priors only (oracle: rendered GT depth / normals)", {}, True),
     ("sparse SfM depth + completion on", {"train.sfm_depth_lambda": 0.5, "background.completion": "on"}, False),
+    ("sparse SfM depth + completion on, never-seen Gaussians kept",
+     {"train.sfm_depth_lambda": 0.5, "background.completion": "on", "background.drop_unseen": "false"}, False),
     ("sparse SfM depth + completion on + snapping",
      {"train.sfm_depth_lambda": 0.5, "background.completion": "on", "background.snap_seen": "true"}, False),
 )
@@ -58,6 +60,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "docs" / "BENCHMARKS.md"))
     ap.add_argument("--scenes", nargs="+", default=None, help="subset of real3 prims3 mixed5")
     ap.add_argument("--variants", nargs="+", type=int, default=None, help="subset: indices into VARIANTS")
+    ap.add_argument("--merge", action="store_true",
+                    help="keep the rows of an earlier run in --work (its rows.json) that this run does not redo")
     ap.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
                     help="extra overrides for every run, e.g. train.flatten_lambda=10")
     a = ap.parse_args(argv)
@@ -66,14 +70,15 @@ def main(argv=None) -> int:
 
     work = Path(a.work)
     work.mkdir(parents=True, exist_ok=True)
-    rows, t_all = [], time.time()
+    rows = []
     with open(work / "log.txt", "w") as log:
         for name, meshes, n_obj, seed in scenes():
             if a.scenes and name not in a.scenes:
                 continue
             sd, sd_priors = work / name, work / f"{name}_priors"
             for d, priors in ((sd, False), (sd_priors, True)):  # the same scene, with and without priors
-                if not (d / "transforms.json").exists() and any(v[2] == priors for v in VARIANTS):
+                if not (d / "transforms.json").exists() and any(
+                        v[2] == priors for k, v in enumerate(VARIANTS) if a.variants is None or k in a.variants):
                     make_scene(d, meshes, n_obj, views=10, arc=180, test_views=8, priors=priors, seed=seed)
             for k, (variant, settings, priors) in enumerate(VARIANTS):
                 if a.variants is not None and k not in a.variants:
@@ -99,11 +104,17 @@ def main(argv=None) -> int:
                       f"visible F {bgv.get('fscore', float('nan')):.3f}  completeness "
                       f"{100 * bg.get('completeness', float('nan')):.1f} cm  obj F {r['obj_f']:.3f}  "
                       f"room {r['room_s']:.1f} s  ({wall:.0f} s)", flush=True)
+    if a.merge and (work / "rows.json").exists():  # earlier rows this run did not redo, in the table's order
+        done = {(r["scene"], r["variant"]) for r in rows}
+        rows += [r for r in json.loads((work / "rows.json").read_text()) if (r["scene"], r["variant"]) not in done]
+        order = {v[0]: k for k, v in enumerate(VARIANTS)}
+        names = [sc[0] for sc in scenes()]
+        rows.sort(key=lambda r: (names.index(r["scene"]) if r["scene"] in names else 99, order.get(r["variant"], 99)))
     (work / "rows.json").write_text(json.dumps(rows, indent=1))
     f = lambda d, k, s=1.0, p=3: format(s * d[k], f".{p}f") if k in d else "-"  # noqa: E731
     lines = ["<!-- background-benchmark:begin -->", "## Background benchmark: surface terms and model-free room completion", "",
              f"Produced by `python tools/bench_background.py` on {platform.machine()} CPU, {os.cpu_count()} cores,"
-             f" no GPU, {time.strftime('%Y-%m-%d')}, in {(time.time() - t_all) / 60:.1f} min. The synthetic"
+             f" no GPU, {time.strftime('%Y-%m-%d')}, {sum(r['wall'] for r in rows) / 60:.1f} min of runs. The synthetic"
              " benchmark's scenes (6 m room, 10 training views of 128x96 on a 180 degree arc, 8 test views all"
              " around), configs/tiny_cpu.yaml, seed 0. Background mesh against the true room: F@5cm, accuracy"
              " (acc), completeness (comp) in cm, over the whole room and over the part the training cameras saw"

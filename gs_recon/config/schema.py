@@ -171,6 +171,10 @@ class PriorConfig:
     fill: float = 0.8  # the object's longest side fills ~80% of the view
     background_fovy: List[float] = field(default_factory=lambda: [70.0, 85.0])  # background cameras' FoV, degrees
     background_geometry: bool = True  # background geometry SDS (never background appearance SDS)
+    # background SDS cameras (gs_recon/prior/cameras.py): "dprecon" = DP-Recon's scene cameras (at a training
+    # camera or the scene centre, looking at a random point of the unit ball, elevation up to +-90 degrees);
+    # "outward" = from the training cameras, looking away from the scene centre (+-60 degrees, small pitch)
+    background_cameras: Literal["dprecon", "outward"] = "dprecon"
     # background inpainting (DP-Recon's route for the unseen background; docs/PRIOR.md): after the appearance
     # stage, a ring of views from the training cameras' centroid (inpaint_views horizontal + down + up) renders
     # the background alone; where it is unseen (V < appearance_vis_thresh) or empty, an inpainting diffusion
@@ -204,6 +208,9 @@ class BackgroundConfig:
     # move seen background Gaussians onto their plane and flatten them along its normal: costs 1.4 dB of
     # 360-degree test PSNR and lowers the seen F-score once sparse SfM depth is on (background benchmark)
     snap_seen: bool = False
+    # with the completion: drop the background Gaussians no training view reaches (never trained: the SfM
+    # initialisation where no photo looked) and fill their cells like any other unseen cell
+    drop_unseen: bool = True
     grid: int = 64  # completion cells along the room's longest horizontal side
     plane_thresh: float = 0.03  # RANSAC inlier distance, as a fraction of the background's median distance to the cameras
     mesh_views: int = 8  # horizontal directions of the inward views that mesh a completed room (+ up and down)

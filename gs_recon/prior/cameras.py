@@ -3,8 +3,13 @@
 Objects: azimuth uniform over 360 degrees around the object's box centre, elevation (from the scene's up
 direction) uniform in [5, 30] degrees widening linearly to [5, 80] over the stage, fovy uniform in
 [40, 45], distance such that the box's longest side spans `fill` (80%) of the view height.
-Background: from a training camera centre (jittered), looking outward, away from the scene centre,
-with a random azimuth offset of +-60 degrees and a small pitch; fovy uniform in [70, 85].
+Background ("outward"): from a training camera centre (jittered), looking outward, away from the scene
+centre, with a random azimuth offset of +-60 degrees and a small pitch; fovy uniform in [70, 85].
+Background ("dprecon", DP-Recon's scene cameras, code/camera_views.py get_scene_camera): from a training
+camera centre, or with probability 0.3 the scene centre, jittered by up to 0.05 horizontally and 0.02
+vertically, looking at a random point of the unit ball around the scene centre (radius uniform in [0, 1],
+azimuth uniform over 360 degrees, elevation uniform in [-90, 90]); fovy uniform in [70, 85]. It sees the
+floor and ceiling and across the room, where "outward" sees the walls behind the cameras.
 All cameras: OpenCV world-to-camera viewmats [n,4,4] and intrinsics Ks [n,3,3] for a size x size image.
 """
 from __future__ import annotations
@@ -67,3 +72,33 @@ def background_cameras(centres: Tensor, scene_centre: Tensor, up: Tensor, n: int
         d = ring_direction(az, el, a, b, upn)
         vms.append(look_at(tuple(pos.tolist()), tuple((pos + d).tolist()), up=tuple(upn.tolist())))
     return torch.stack(vms), _K(fy, size)
+
+
+def scene_cameras(centres: Tensor, scene_centre: Tensor, up: Tensor, n: int, size: int, gen: torch.Generator,
+                  fovy: Sequence[float] = (70, 85), p_centre: float = 0.3, radius: float = 1.0,
+                  elevation: Sequence[float] = (-90, 90)) -> Tuple[Tensor, Tensor]:
+    """DP-Recon's background cameras (module docstring): n cameras at (jittered) training camera centres
+    [M,3] or, with probability p_centre, at scene_centre [3], each looking at a random point within `radius`
+    of scene_centre (elevation range in degrees from the horizontal)."""
+    a, b, upn = horizontal_basis(up.float())
+    pick = torch.randint(0, centres.shape[0], (n,), generator=gen)
+    at_centre = torch.rand(n, generator=gen) < p_centre
+    fy = _u(gen, n, fovy[0], fovy[1])
+    vms = []
+    for i in range(n):
+        pos = scene_centre.float() if at_centre[i] else centres[pick[i]].float()
+        j = _u(gen, 3, -1.0, 1.0)
+        pos = pos + 0.05 * (j[0] * a + j[1] * b) + 0.02 * j[2] * upn
+        while True:  # a look-at point on the camera itself has no direction: draw again
+            r = float(_u(gen, 1, 0.0, radius))
+            az = math.radians(float(_u(gen, 1, -180.0, 180.0)))
+            el = math.radians(float(_u(gen, 1, elevation[0], elevation[1])))
+            target = scene_centre.float() + r * ring_direction(az, el, a, b, upn)
+            d = target - pos
+            if d.norm() > 1e-3:
+                break
+        # looking (nearly) straight up or down: the horizontal axis a stands in for up
+        cam_up = upn if abs(float(d @ upn)) < 0.999 * float(d.norm()) else a
+        vms.append(look_at(tuple(pos.tolist()), tuple(target.tolist()), up=tuple(cam_up.tolist())))
+    return torch.stack(vms), _K(fy, size)
+

@@ -21,7 +21,7 @@ from torch import Tensor
 
 from ..config import PriorConfig
 from ..geometry import horizontal_basis, panorama_cameras, quantile_box
-from .cameras import background_cameras, object_cameras
+from .cameras import background_cameras, object_cameras, scene_cameras
 from .latents import _on_grid, geometry_latent, surface_normals
 from .sd import SDSGuidance, prompts_for, timestep_range
 from ..render.api import render
@@ -170,6 +170,8 @@ class PriorStages:
         s, c = self.tr.scene, self.cfg
         if oid == 0:
             cen = s.camera_centres()
+            if c.background_cameras == "dprecon":
+                return scene_cameras(cen, cen.mean(0), s.up, n, size, self.gen, c.background_fovy)
             return background_cameras(cen, cen.mean(0), s.up, n, size, self.gen, c.background_fovy)
         lo, hi = self._box(oid)
         return object_cameras(lo, hi, s.up, n, size, progress, self.gen, c.elevation, c.elevation_end, c.fovy, c.fill)

@@ -8,7 +8,12 @@ After stage 1, on the background's opaque Gaussians (label 0, opacity > 0.5):
 2. Room or not (`room_box`): a floor holding >= 10% of the points and at least one wall holding >= 5% make a
    room (`background.completion auto`); `on` / `off` force it. The box: the horizontal axes from the
    strongest wall; on each of the four sides the outermost wall seen there, else the farthest of the
-   background points (99th percentile) and the cameras plus a margin; the floor; the ceiling only if seen.
+   background points (99th percentile), the cameras plus a margin, and the SfM points on the floor (the
+   floor ends where its points do); the floor; the ceiling if seen, else as high as the background points,
+   the cameras plus a margin, and the SfM points on the walls.
+   Then the background Gaussians no training view reaches (`background.drop_unseen`) go: stage 1 never
+   trained them (the SfM initialisation where no photo looked, at its initial colour, size and opacity),
+   and the cells they sat on are filled like the other unseen cells.
 3. Seen surfaces (`snap_seen`): background Gaussians within the inlier distance of a plane are moved onto
    it and flattened along its normal (a wall seen from one side under textureless shading has no
    photometric depth cue, and the Gaussians drift in front of it; DP-Recon's SDF gets the same planes
@@ -137,11 +142,24 @@ def _best(planes: List[Plane]) -> Plane:
     return max(planes, key=lambda p: len(p.inliers))
 
 
+def _reach(planes: List[Plane], e: np.ndarray, support: Optional[np.ndarray], tol: float) -> float:
+    """How far the support points lying on the planes (within tol) reach along e (-inf with none): an open side
+    of the room ends where its floor's points do, a wall under no seen ceiling is as high as its points."""
+    if support is None or not len(support):
+        return -np.inf
+    on = np.zeros(len(support), bool)
+    for p in planes:
+        on |= np.abs(support @ p.normal - p.offset) < tol
+    return float((support[on] @ e).max()) if on.any() else -np.inf
+
+
 def room_box(planes: List[Plane], pts: np.ndarray, cams: np.ndarray, up: np.ndarray, min_floor: float = 0.10,
-             min_wall: float = 0.05, force: bool = False) -> Optional[RoomBox]:
+             min_wall: float = 0.05, force: bool = False, support: Optional[np.ndarray] = None,
+             tol: float = 0.0) -> Optional[RoomBox]:
     """The room's box from its planes (module docstring), or None when the planes do not make a room (no
     floor, or no wall, with enough support) and `force` is off. pts [P,3] the points the planes were fitted
-    to, cams [C,3] camera centres. box.planes: the planes it stands on (the best-supported floor, the walls
+    to, cams [C,3] camera centres. support [S,3] (optional, e.g. the SfM points): points within tol of the
+    floor extend the room on its open sides, points within tol of a wall raise an unseen ceiling. box.planes: the planes it stands on (the best-supported floor, the walls
     with enough support, the best-supported ceiling; secondary parallel 'floors' are blobs, not surfaces)."""
     P = max(1, len(pts))
     floors = [p for p in planes if p.kind == "floor" and len(p.inliers) >= min_floor * P]
@@ -172,7 +190,8 @@ def room_box(planes: List[Plane], pts: np.ndarray, cams: np.ndarray, up: np.ndar
                 pos = sign * max(sign * float((pts[p.inliers] @ e).mean()) for p in side)
                 seen[key] = True
             else:
-                far = max(np.quantile(sign * (pts @ e), 0.99), float((sign * (cams @ e)).max()) + margin)
+                far = max(np.quantile(sign * (pts @ e), 0.99), float((sign * (cams @ e)).max()) + margin,
+                          _reach([_best(floors)] if floors else [], sign * e, support, tol))
                 pos = sign * far
                 seen[key] = False
             (lo if sign < 0 else hi)[name] = pos
@@ -182,7 +201,7 @@ def room_box(planes: List[Plane], pts: np.ndarray, cams: np.ndarray, up: np.ndar
         top = min(-p.offset for p in ceils)  # ceiling normal -up: -up . x = offset -> up . x = -offset
         seen["ceiling"] = True
     else:
-        top = max(float(np.quantile(pts @ up, 0.99)), float((cams @ up).max()) + margin)
+        top = max(float(np.quantile(pts @ up, 0.99)), float((cams @ up).max()) + margin, _reach(walls, up, support, tol))
         seen["ceiling"] = False
     origin = a * lo["a"] + b * lo["b"] + up * fl
     size = np.array([hi["a"] - lo["a"], hi["b"] - lo["b"], top - fl])
@@ -246,8 +265,8 @@ def _seen_colours(pts: np.ndarray, normal: np.ndarray, views, tol: float, radius
 @torch.no_grad()
 def background_planes(params, scene, plane_thresh: float):
     """RANSAC planes of the opaque background Gaussians: (indices [P] of those Gaussians, their centres [P,3],
-    up [3], camera centres [C,3], planes), all numpy float64 in the internal frame; None with fewer than 50.
-    plane_thresh: inlier distance as a fraction of their median distance to the cameras' centroid."""
+    up [3], camera centres [C,3], planes, inlier distance), all numpy float64 in the internal frame; None with
+    fewer than 50. plane_thresh: inlier distance as a fraction of their median distance to the cameras' centroid."""
     lab = params["labels"].detach().cpu()
     op = torch.sigmoid(params["opacities"].detach().cpu())
     bg = torch.nonzero((lab == 0) & (op > 0.5))[:, 0].numpy()
@@ -259,7 +278,7 @@ def background_planes(params, scene, plane_thresh: float):
     cams = scene.camera_centres().double().numpy()
     radius = float(np.median(np.linalg.norm(pts - cams.mean(0), axis=1)))
     planes = fit_planes(pts, up, cams.mean(0), plane_thresh * radius, seed=0)
-    return bg, pts, up, cams, planes
+    return bg, pts, up, cams, planes, plane_thresh * radius
 
 
 def floor_plane(params, scene, plane_thresh: float = 0.03, min_floor: float = 0.10) -> Optional[Plane]:
@@ -273,6 +292,31 @@ def floor_plane(params, scene, plane_thresh: float = 0.03, min_floor: float = 0.
     return _best(floors) if floors else None
 
 
+@torch.no_grad()
+def never_seen_background(params, scene, thresh: float = 0.01) -> torch.Tensor:
+    """[N] bool: background Gaussians (label 0) that no pixel of any training view reaches with a compositing
+    weight alpha*T above `thresh` (outside every view, or always behind opaque surfaces)."""
+    from ..prior.visibility import accumulate
+
+    idx = scene.train_idx
+    vis = accumulate(params, scene.viewmats[idx], scene.Ks[idx], scene.width, scene.height, thresh)
+    return ((vis.count == 0) & (params["labels"].detach() == 0)).cpu()
+
+
+def _replace_rows(params, keep: Optional[torch.Tensor] = None, add: Optional[Dict[str, torch.Tensor]] = None) -> None:
+    """In place: keep the rows where keep [N] bool (all when None), then append add's rows (a dict with
+    every key of params). The caller rebuilds its optimizers (Trainer.gaussians_replaced)."""
+    from ..gaussians.model import PARAM_KEYS
+
+    for k in list(params.keys()):
+        v = params[k].detach()
+        if keep is not None:
+            v = v[keep.to(v.device)]
+        if add is not None:
+            v = torch.cat([v, add[k].to(v.device, v.dtype)])
+        params[k] = torch.nn.Parameter(v, requires_grad=params[k].requires_grad if k in PARAM_KEYS else False)
+
+
 def complete_room(params, scene, cfg, force: Optional[bool] = None) -> Dict:
     """Snap seen background Gaussians onto the room's planes and add Gaussians where no photo saw the room
     (module docstring). params: the trainer's dict (changed in place: the caller rebuilds its optimizers).
@@ -282,7 +326,6 @@ def complete_room(params, scene, cfg, force: Optional[bool] = None) -> Dict:
     from scipy.spatial import cKDTree
     from skimage.restoration import inpaint_biharmonic
 
-    from ..gaussians.model import PARAM_KEYS
     from ..render.sh import rgb_to_sh, sh_to_rgb
 
     t0 = time.time()
@@ -292,9 +335,10 @@ def complete_room(params, scene, cfg, force: Optional[bool] = None) -> Dict:
     found = background_planes(params, scene, cfg.plane_thresh)
     if found is None:
         return {"completion": "skipped: fewer than 50 opaque background Gaussians"}
-    bg, pts, up, cams, planes = found
-    means = params["means"].detach().cpu().double().numpy()
-    box = room_box(planes, pts, cams, up, force=mode == "on")
+    bg, pts, up, cams, planes, tol = found
+    # the SfM points on the planes tell how far the room reaches where the training views' Gaussians stop
+    support = scene.points.double().numpy() if scene.points is not None else None
+    box = room_box(planes, pts, cams, up, force=mode == "on", support=support, tol=tol)
     report: Dict = {"completion": mode, "planes": [{"kind": p.kind, "normal": np.round(p.normal, 4).tolist(),
                                                     "offset": round(p.offset, 5), "inliers": int(len(p.inliers))}
                                                    for p in planes]}
@@ -304,6 +348,18 @@ def complete_room(params, scene, cfg, force: Optional[bool] = None) -> Dict:
         return report
     report["box"] = {"origin": box.origin.round(5).tolist(), "axes": box.axes.round(5).tolist(),
                      "size": box.size.round(5).tolist(), "seen": box.seen}
+    # background Gaussians no training view reaches were never trained (the SfM initialisation where no photo
+    # looked): their positions gave the box its extent above; their colours and shapes are the initial guess,
+    # so they go and the cells they sat on are filled like any other unseen cell
+    n_drop = 0
+    if cfg.drop_unseen:
+        gone = never_seen_background(params, scene)
+        n_drop = int(gone.sum())
+        if n_drop:
+            _replace_rows(params, ~gone)
+            bg = torch.nonzero((params["labels"].detach().cpu() == 0)
+                               & (torch.sigmoid(params["opacities"].detach().cpu()) > 0.5))[:, 0].numpy()
+    means = params["means"].detach().cpu().double().numpy()
     # 3. seen surfaces onto their planes, flattened along the normal
     n_snap = 0
     if cfg.snap_seen:
@@ -382,12 +438,10 @@ def complete_room(params, scene, cfg, force: Optional[bool] = None) -> Dict:
             "labels": torch.zeros(n_new, dtype=params["labels"].dtype),
             "visibility": torch.zeros((n_new,) + tuple(params["visibility"].shape[1:])),
         }
-        for k in list(params.keys()):
-            v = params[k]
-            cat = torch.cat([v.detach(), add[k].to(v.device, v.dtype)])
-            params[k] = torch.nn.Parameter(cat, requires_grad=v.requires_grad if k in PARAM_KEYS else False)
-    report.update(snapped=int(n_snap), added=n_new, seen_cells=n_seen_cells, cell=cell,
+        _replace_rows(params, None, add)
+    report.update(snapped=int(n_snap), added=n_new, dropped=n_drop, seen_cells=n_seen_cells, cell=cell,
                   seconds=round(time.time() - t0, 2))
-    log.info("background completion: %d planes (%s), %d Gaussians snapped onto them, %d added where unseen "
-             "(%.1f s)", len(planes), ", ".join(p.kind for p in planes), n_snap, n_new, time.time() - t0)
+    log.info("background completion: %d planes (%s), %d never-seen Gaussians dropped, %d snapped onto the planes, "
+             "%d added where unseen (%.1f s)", len(planes), ", ".join(p.kind for p in planes), n_drop, n_snap, n_new,
+             time.time() - t0)
     return report
