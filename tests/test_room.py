@@ -122,6 +122,38 @@ def test_seen_test_uses_frustum_facing_and_occlusion():
     assert np.allclose(col[0], img[int(v), int(u)].numpy())
 
 
+def test_never_seen_background_is_what_no_training_view_reaches():
+    """Background Gaussians behind the camera or hidden behind an opaque wall are never seen; the wall, an
+    object Gaussian behind the camera (labels > 0 are never dropped) and a faint one in view are not flagged."""
+    from types import SimpleNamespace
+
+    from gs_recon.geometry import look_at
+    from gs_recon.gaussians.model import create_params
+    from gs_recon.train.room import never_seen_background
+
+    ys, zs = np.meshgrid(np.linspace(-1.2, 1.2, 21), np.linspace(-0.9, 0.9, 16))  # inside the image
+    wall = np.c_[ys.ravel(), np.full(ys.size, 2.0), zs.ravel()]  # an opaque wall at y = 2, facing the camera
+    extra = np.array([[0.0, -2.0, 0.0],   # behind the camera: background -> never seen
+                      [0.0, 3.0, 0.0],    # behind the wall: background -> never seen
+                      [0.0, -2.5, 0.0],   # behind the camera, but an object's -> kept
+                      [0.4, 1.0, 0.2]])   # in view, in front of the wall -> seen
+    pts = torch.tensor(np.concatenate([wall, extra]), dtype=torch.float32)
+    labels = torch.zeros(len(pts), dtype=torch.long)
+    labels[-2] = 1
+    params = create_params(pts, torch.full((len(pts), 3), 0.5), labels, sh_degree=0, init_opacity=0.99)
+    with torch.no_grad():
+        params["scales"][:] = np.log(0.12)
+        params["scales"][-1] = np.log(0.03)
+        params["opacities"][-1] = -2.0  # faint (alpha 0.12) but in plain sight
+    vm = look_at((0.0, 0.0, 0.0), (0.0, 1.0, 0.0))[None]
+    K = torch.tensor([[[40.0, 0, 32], [0, 40.0, 24], [0, 0, 1]]])
+    scene = SimpleNamespace(train_idx=[0], viewmats=vm, Ks=K, width=64, height=48)
+    gone = never_seen_background(params, scene)
+    n = len(wall)
+    assert gone[n:].tolist() == [True, True, False, False]
+    assert not gone[:n].any()
+
+
 def test_completion_on_the_demo_run(run):
     """Completion is off by default (scene.json says so); forced on, on the demo run, it drops the background
     Gaussians no training view reaches and adds Gaussians only where no training camera looks (the training
