@@ -60,6 +60,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "docs" / "BENCHMARKS.md"))
     ap.add_argument("--scenes", nargs="+", default=None, help="subset of real3 prims3 mixed5")
     ap.add_argument("--variants", nargs="+", type=int, default=None, help="subset: indices into VARIANTS")
+    ap.add_argument("--reuse", action="store_true",
+                    help="a variant whose output folder in --work already holds eval.json is read, not rerun")
     ap.add_argument("--merge", action="store_true",
                     help="keep the rows of an earlier run in --work (its rows.json) that this run does not redo")
     ap.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
@@ -85,10 +87,12 @@ def main(argv=None) -> int:
                     continue
                 extra = _args({**settings, **dict(kv.split("=", 1) for kv in a.set)})
                 out = work / f"{name}_v{k}"
-                wall = _run(["tools/train.py", str(sd_priors if priors else sd), "--config", "configs/tiny_cpu.yaml", "--no-progress",
-                             "--output.out_dir", str(out), *extra], log)
-                _run(["tools/eval.py", str(out), "--samples", "50000"], log)
+                if not (a.reuse and (out / "eval.json").exists()):
+                    _run(["tools/train.py", str(sd_priors if priors else sd), "--config", "configs/tiny_cpu.yaml",
+                          "--no-progress", "--output.out_dir", str(out), *extra], log)
+                    _run(["tools/eval.py", str(out), "--samples", "50000"], log)
                 m = json.loads((out / "scene.json").read_text())
+                wall = m["timings"]["total_s"]
                 ev = json.loads((out / "eval.json").read_text())
                 me, vs = ev["meshes"]["meshes"], ev["meshes"]["visible_side"]
                 objs = [o["name"] for o in m["objects"] if o["id"] > 0]

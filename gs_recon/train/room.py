@@ -348,17 +348,6 @@ def complete_room(params, scene, cfg, force: Optional[bool] = None) -> Dict:
         return report
     report["box"] = {"origin": box.origin.round(5).tolist(), "axes": box.axes.round(5).tolist(),
                      "size": box.size.round(5).tolist(), "seen": box.seen}
-    # background Gaussians no training view reaches were never trained (the SfM initialisation where no photo
-    # looked): their positions gave the box its extent above; their colours and shapes are the initial guess,
-    # so they go and the cells they sat on are filled like any other unseen cell
-    n_drop = 0
-    if cfg.drop_unseen:
-        gone = never_seen_background(params, scene)
-        n_drop = int(gone.sum())
-        if n_drop:
-            _replace_rows(params, ~gone)
-            bg = torch.nonzero((params["labels"].detach().cpu() == 0)
-                               & (torch.sigmoid(params["opacities"].detach().cpu()) > 0.5))[:, 0].numpy()
     means = params["means"].detach().cpu().double().numpy()
     # 3. seen surfaces onto their planes, flattened along the normal
     n_snap = 0
@@ -380,6 +369,18 @@ def complete_room(params, scene, cfg, force: Optional[bool] = None) -> Dict:
         params["means"].data.copy_(torch.from_numpy(means).to(dev, params["means"].dtype))
         params["scales"].data.copy_(torch.from_numpy(scales).to(dev, params["scales"].dtype))
         params["quats"].data.copy_(torch.from_numpy(quats).to(dev, params["quats"].dtype))
+    # background Gaussians no training view reaches were never trained (the SfM initialisation where no photo
+    # looked, at its initial colour, size and opacity): they go, and the cells they sat on are filled like any
+    # other unseen cell. After snapping (the planes' inliers index the Gaussians as they were)
+    n_drop = 0
+    if cfg.drop_unseen:
+        gone = never_seen_background(params, scene)
+        n_drop = int(gone.sum())
+        if n_drop:
+            _replace_rows(params, ~gone)
+            bg = torch.nonzero((params["labels"].detach().cpu() == 0)
+                               & (torch.sigmoid(params["opacities"].detach().cpu()) > 0.5))[:, 0].numpy()
+            means = params["means"].detach().cpu().double().numpy()
     # 4. unseen surfaces: per face, a grid of cells. A cell a training camera sees (inside its image, facing
     # it, nothing rendered in front of it) takes the photos' colour there; the others get Gaussians, coloured
     # by inpainting from the seen cells
