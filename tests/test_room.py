@@ -1,7 +1,6 @@
 """Model-free room completion (gs_recon/train/room.py): planes, the room's box, the seen test, and what
 completion adds on the bundled demo room."""
 import numpy as np
-import pytest
 import torch
 
 from gs_recon.train.room import _seen_colours, fit_planes, room_box
@@ -158,7 +157,6 @@ def test_completion_on_the_demo_run(run):
     """Completion is off by default (scene.json says so); forced on, on the demo run, it drops the background
     Gaussians no training view reaches and adds Gaussians only where no training camera looks (the training
     views render as before) within the time budget (<= 30 s on 2 cores)."""
-    import copy
     import time
 
     from gs_recon.config import BackgroundConfig
