@@ -77,6 +77,7 @@ def test_inpainting_stage_runs_end_to_end(tmp_path):
     assert ck["step"] == 60 + 2 + 2 + 40
 
 
+@pytest.mark.slow  # ~70-130 s on 2 cores (400 stage steps); test_inpainting_stage_runs_end_to_end stays in the default suite
 def test_inpainting_stage_fits_background_colours_only(inpainter):
     """The stage in process, from one state twice: with the painted images its L1 over the painted, covered
     pixels falls, and ends below the same steps with inpaint_lambda 0 (the reconstruction losses alone);
