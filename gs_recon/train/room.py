@@ -58,11 +58,14 @@ def fit_planes(pts: np.ndarray, up: np.ndarray, inside: np.ndarray, thresh: floa
                max_planes: int = 8, iters: int = 400, seed: int = 0) -> List[Plane]:
     """Sequential RANSAC for floor / ceiling / wall planes. pts [P,3], up [3] unit, inside [3] a point inside
     the room (the cameras' centroid), thresh: inlier distance. Planes with fewer than min_frac * P inliers
-    end the search."""
+    end the search. One floor and one ceiling at most: once one is found, horizontal candidates of its kind
+    are not considered (a horizontal slab through the walls' Gaussians can hold more points than one wall,
+    and such slabs once took all max_planes and left the walls unfound)."""
     rng = np.random.default_rng(seed)
     P = len(pts)
     left = np.arange(P)
     planes: List[Plane] = []
+    found = set()
     while len(planes) < max_planes and len(left) >= max(3, min_frac * P):
         q = pts[left]
         best, best_n, best_d = None, None, None
@@ -77,6 +80,8 @@ def fit_planes(pts: np.ndarray, up: np.ndarray, inside: np.ndarray, thresh: floa
         for i in np.nonzero(ok)[0]:
             nn = _snap(n[i], up)
             d = float(nn @ a[i])
+            if abs(nn @ up) > 0.5 and _kind(nn if nn @ inside - d >= 0 else -nn, up) in found:
+                continue
             cnt = int((np.abs(q @ nn - d) < thresh).sum())
             if best is None or cnt > best:
                 best, best_n, best_d = cnt, nn, d
@@ -87,10 +92,17 @@ def fit_planes(pts: np.ndarray, up: np.ndarray, inside: np.ndarray, thresh: floa
         inl = np.abs(q @ nn - d) < thresh
         if nn @ inside - d < 0:  # normal towards the inside of the room
             nn, d = -nn, -d
-        kind = "wall" if abs(nn @ up) < 0.5 else ("floor" if nn @ up > 0 else "ceiling")
+        kind = _kind(nn, up)
+        if kind != "wall":
+            found.add(kind)
         planes.append(Plane(nn, float(d), kind, left[inl]))
         left = left[~inl]
     return planes
+
+
+def _kind(n: np.ndarray, up: np.ndarray) -> str:
+    """A plane's kind from its inward normal."""
+    return "wall" if abs(n @ up) < 0.5 else ("floor" if n @ up > 0 else "ceiling")
 
 
 def _snap(n: np.ndarray, up: np.ndarray) -> np.ndarray:
