@@ -10,14 +10,15 @@ After stage 1, on the background's opaque Gaussians (label 0, opacity > 0.5):
    strongest wall; on each of the four sides the outermost wall seen there, else the farthest of the
    background points (99th percentile), the cameras plus a margin, and the SfM points on the floor (the
    floor ends where its points do); the floor; the ceiling if seen, else as high as the background points,
-   the cameras plus a margin, and the SfM points on the walls.
-   Then the background Gaussians no training view reaches (`background.drop_unseen`) go: stage 1 never
-   trained them (the SfM initialisation where no photo looked, at its initial colour, size and opacity),
-   and the cells they sat on are filled like the other unseen cells.
+   the cameras plus a margin, and the SfM points on the walls (the largest such point: one stray SfM point on
+   a plane's extension would stretch the box to it).
 3. Seen surfaces (`snap_seen`): background Gaussians within the inlier distance of a plane are moved onto
    it and flattened along its normal (a wall seen from one side under textureless shading has no
    photometric depth cue, and the Gaussians drift in front of it; DP-Recon's SDF gets the same planes
    from its monocular normal prior).
+   Then the background Gaussians no training view reaches (`background.drop_unseen`) go: stage 1 never
+   trained them (the SfM initialisation where no photo looked, at its initial colour, size and opacity),
+   and the cells they sat on are filled like the other unseen cells.
 4. Unseen surfaces: each face of the box becomes a grid (`background.grid` cells on the room's longest
    side). A cell is seen when a training camera sees it (inside the image, the face turned towards the
    camera, the rendered depth there not more than two cells in front of it): it keeps the Gaussians it has
@@ -171,8 +172,9 @@ def room_box(planes: List[Plane], pts: np.ndarray, cams: np.ndarray, up: np.ndar
     """The room's box from its planes (module docstring), or None when the planes do not make a room (no
     floor, or no wall, with enough support) and `force` is off. pts [P,3] the points the planes were fitted
     to, cams [C,3] camera centres. support [S,3] (optional, e.g. the SfM points): points within tol of the
-    floor extend the room on its open sides, points within tol of a wall raise an unseen ceiling. box.planes: the planes it stands on (the best-supported floor, the walls
-    with enough support, the best-supported ceiling; secondary parallel 'floors' are blobs, not surfaces)."""
+    floor extend the room on its open sides, points within tol of a wall raise an unseen ceiling.
+    box.planes: the planes it stands on (the best-supported floor, the walls with enough support, the
+    best-supported ceiling; secondary parallel 'floors' are blobs, not surfaces)."""
     P = max(1, len(pts))
     floors = [p for p in planes if p.kind == "floor" and len(p.inliers) >= min_floor * P]
     walls = [p for p in planes if p.kind == "wall" and len(p.inliers) >= min_wall * P]
@@ -213,7 +215,8 @@ def room_box(planes: List[Plane], pts: np.ndarray, cams: np.ndarray, up: np.ndar
         top = min(-p.offset for p in ceils)  # ceiling normal -up: -up . x = offset -> up . x = -offset
         seen["ceiling"] = True
     else:
-        top = max(float(np.quantile(pts @ up, 0.99)), float((cams @ up).max()) + margin, _reach(walls, up, support, tol))
+        top = max(float(np.quantile(pts @ up, 0.99)), float((cams @ up).max()) + margin,
+                  _reach(walls, up, support, tol))
         seen["ceiling"] = False
     origin = a * lo["a"] + b * lo["b"] + up * fl
     size = np.array([hi["a"] - lo["a"], hi["b"] - lo["b"], top - fl])
