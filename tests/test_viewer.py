@@ -259,6 +259,7 @@ def test_background_is_cut_away_from_outside(viewer):
     assert v.update_background(v.opening["c2w"][:3, 3]) == 1.0  # back inside: all of it again
 
 
+@pytest.mark.slow  # ~50 s of training to step 400, and with chromium a 90 s settled screenshot: ~110 s on 2 cores
 def test_live_viewer_mid_training(tmp_path):
     """Issue 15: the live viewer follows a training run: one splat node per label refreshed every N steps
     with all current Gaussians, the panel showing stage, step, loss and PSNR; with chromium, a screenshot taken
