@@ -203,7 +203,7 @@ def test_completion_on_the_demo_run(run):
     # the added Gaussians stay out of the training views (up to the footprints of cells at the image borders)
     print(f"completion on the demo run: {rep['dropped']} dropped, {rep['added']} added in {took:.1f} s; training views: worst {worst:.1f} dB "
           f"vs before, {100 * changed:.2f}% of pixels changed by > 0.05")
-    assert worst > 40 and changed < 0.01, (worst, changed)  # measured: 48.9 dB, 0.15%
+    assert worst > 40 and changed < 0.01, (worst, changed)  # measured: 45.5 dB, 0.45% (with the drop of never-seen Gaussians; 48.9 dB, 0.15% before it)
     # snapping the seen Gaussians onto the planes, then the drop (the planes' inliers index the Gaussians
     # before it; snapped ones may become visible or hidden, so the drop differs a little)
     params2 = {k: torch.nn.Parameter(v.detach().clone(), requires_grad=False) for k, v in r.params.items()}

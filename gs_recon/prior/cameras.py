@@ -101,4 +101,3 @@ def scene_cameras(centres: Tensor, scene_centre: Tensor, up: Tensor, n: int, siz
         cam_up = upn if abs(float(d @ upn)) < 0.999 * float(d.norm()) else a
         vms.append(look_at(tuple(pos.tolist()), tuple(target.tolist()), up=tuple(cam_up.tolist())))
     return torch.stack(vms), _K(fy, size)
-

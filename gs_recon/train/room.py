@@ -277,14 +277,20 @@ def _seen_colours(pts: np.ndarray, normal: np.ndarray, views, tol: float, radius
     return col.numpy(), seen.numpy()
 
 
+def _opaque_background(params) -> np.ndarray:
+    """Indices [P] of the opaque background Gaussians (label 0, opacity > 0.5): what the planes are fitted to
+    and what covers a cell."""
+    lab = params["labels"].detach().cpu()
+    op = torch.sigmoid(params["opacities"].detach().cpu())
+    return torch.nonzero((lab == 0) & (op > 0.5))[:, 0].numpy()
+
+
 @torch.no_grad()
 def background_planes(params, scene, plane_thresh: float):
     """RANSAC planes of the opaque background Gaussians: (indices [P] of those Gaussians, their centres [P,3],
     up [3], camera centres [C,3], planes, inlier distance), all numpy float64 in the internal frame; None with
     fewer than 50. plane_thresh: inlier distance as a fraction of their median distance to the cameras' centroid."""
-    lab = params["labels"].detach().cpu()
-    op = torch.sigmoid(params["opacities"].detach().cpu())
-    bg = torch.nonzero((lab == 0) & (op > 0.5))[:, 0].numpy()
+    bg = _opaque_background(params)
     if len(bg) < 50:
         return None
     pts = params["means"].detach().cpu().double().numpy()[bg]
@@ -393,8 +399,7 @@ def complete_room(params, scene, cfg, force: Optional[bool] = None) -> Dict:
         n_drop = int(gone.sum())
         if n_drop:
             _replace_rows(params, ~gone)
-            bg = torch.nonzero((params["labels"].detach().cpu() == 0)
-                               & (torch.sigmoid(params["opacities"].detach().cpu()) > 0.5))[:, 0].numpy()
+            bg = _opaque_background(params)
             means = params["means"].detach().cpu().double().numpy()
     # 4. unseen surfaces: per face, a grid of cells. A cell a training camera sees (inside its image, facing
     # it, nothing rendered in front of it) takes the photos' colour there; the others get Gaussians, coloured
