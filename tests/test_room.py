@@ -109,6 +109,28 @@ def test_room_box_reaches_as_far_as_the_support_points():
     assert abs(lo1[0] + 3) < 0.02 and abs(hi1[1] - 2) < 0.02  # seen walls stay where they are
 
 
+def test_open_side_reaches_the_floor_end_under_a_tilted_floor_fit():
+    """The Gaussians' floor (seen for y > -1) comes out tilted by 1.3 degrees (one stage-1 run on prims3 did):
+    at the floor's far end, 3 m on, its plane is 7 cm off the true floor and the SfM points there, more than the
+    inlier distance. The reach refits the plane on the SfM points near it, so the open side still ends where
+    the floor does (y = -2, not where the tilted plane parts from the points: y ~ -1.2)."""
+    rng = np.random.default_rng(3)
+    tilt = np.tan(np.radians(1.3))
+    pts = _room_points()
+    pts = pts[(pts[:, 1] > -1.0) & (pts[:, 2] < 1.5)]
+    on_floor = pts[:, 2] < 0.03
+    pts[on_floor, 2] += tilt * (pts[on_floor, 1] - 2.0)  # through the true floor at the back wall (y = 2)
+    up = np.array([0.0, 0.0, 1.0])
+    planes = fit_planes(pts, up, inside=np.array([0.0, 0.0, 1.2]), thresh=0.05)
+    floor = [p for p in planes if p.kind == "floor"][0]
+    assert np.degrees(np.arccos(floor.normal @ up)) > 1.0  # the fit kept the tilt (floors keep their normal)
+    support = _room_points(seed=2) + rng.normal(0, 0.005, (1, 3))
+    box = room_box(planes, pts, np.array([[0.0, 0.5, 1.0]]), up, support=support, tol=0.05)
+    unit = np.array([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)], float)
+    corners = box.origin + (unit * box.size) @ box.axes
+    assert abs(corners[:, 1].min() + 2.0) < 0.1, corners[:, 1].min()  # before the refit: -1.10
+
+
 def test_not_a_room_without_walls():
     """An object on a table: a floor-like plane but no wall -> no completion unless forced."""
     pts = _room_points(walls=())
@@ -203,7 +225,7 @@ def test_completion_on_the_demo_run(run):
     # the added Gaussians stay out of the training views (up to the footprints of cells at the image borders)
     print(f"completion on the demo run: {rep['dropped']} dropped, {rep['added']} added in {took:.1f} s; training views: worst {worst:.1f} dB "
           f"vs before, {100 * changed:.2f}% of pixels changed by > 0.05")
-    assert worst > 40 and changed < 0.01, (worst, changed)  # measured: 45.5 dB, 0.45% (with the drop of never-seen Gaussians; 48.9 dB, 0.15% before it)
+    assert worst > 40 and changed < 0.01, (worst, changed)  # measured: 42.7 dB, 0.59% (1-cell fill Gaussians, covered within half a cell; 45.5 dB, 0.45% with 0.7-cell ones covered within 1.5 cells)
     # snapping the seen Gaussians onto the planes, then the drop (the planes' inliers index the Gaussians
     # before it; snapped ones may become visible or hidden, so the drop differs a little)
     params2 = {k: torch.nn.Parameter(v.detach().clone(), requires_grad=False) for k, v in r.params.items()}
