@@ -85,6 +85,18 @@ def test_nan_pose(scene, tmp_path):
     _fails(scene, tmp_path / "out", "transforms.json", "non-finite")
 
 
+@pytest.mark.parametrize("case", ["missing", "not a ply"])
+def test_bad_transforms_point_cloud(scene, tmp_path, case):
+    """transforms.json's ply_file_path (nerfstudio's SfM points) missing or unreadable: one line naming the file."""
+    shutil.rmtree(scene / "sparse")
+    if case == "missing":
+        (scene / "sparse_pc.ply").unlink()
+        _fails(scene, tmp_path / "out", "transforms.json", "sparse_pc.ply not found")
+    else:
+        (scene / "sparse_pc.ply").write_text("not a ply\n")
+        _fails(scene, tmp_path / "out", "sparse_pc.ply", "not a readable PLY point cloud")
+
+
 def test_malformed_objects_json(scene, tmp_path):
     (scene / "objects.json").write_text("{not json")
     _fails(scene, tmp_path / "out", "objects.json", "malformed")

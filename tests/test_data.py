@@ -14,6 +14,24 @@ from gs_recon.geometry import quat_to_rotmat
 from gs_recon.gaussians.init import lookup, project_points
 
 
+def test_transforms_scene_reads_its_point_cloud(tmp_path):
+    """nerfstudio's transforms.json names its SfM points in ply_file_path: a scene in that layout alone gets the
+    same points as through COLMAP (so the sparse SfM depth term and the room's support extents work there)."""
+    from gs_recon.data.synthetic import make_scene
+
+    root = make_scene(tmp_path / "s", n_objects=2, views=6, width=48, height=36, priors=False, n_points=500)
+    via_colmap = load_scene(root)
+    shutil.rmtree(root / "sparse")
+    via_json = load_scene(root)
+    assert via_json.points is not None and via_json.points.shape == (500, 3)
+    assert torch.allclose(via_json.points, via_colmap.points, atol=1e-4)
+    assert torch.equal(via_json.point_colors, via_colmap.point_colors)
+    meta = json.loads((root / "transforms.json").read_text())
+    del meta["ply_file_path"]
+    (root / "transforms.json").write_text(json.dumps(meta))
+    assert load_scene(root).points is None  # a Blender scene without points, as before
+
+
 def test_colmap_statue_loads():
     root = shared("real_colmap_statue")
     s = load_scene(root, DataConfig(downscale=8))

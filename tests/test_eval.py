@@ -75,7 +75,7 @@ def test_eval_without_ground_truth_says_so(run, tmp_path):
 
 def test_generator_ground_truth_round_trips(tmp_path):
     """Acceptance (eval issue) 2: ground-truth vertices (and surface samples: a box has only 8 vertices)
-    that the depth map shows as visible project into their own object's mask (>= 85%); COLMAP (binary and text) and transforms.json give identical poses."""
+    that the depth map shows as visible project into their own object's mask (>= 85%); COLMAP (binary and text) and transforms.json give identical poses (and SfM points)."""
     import trimesh
 
     from gs_recon.data import load_scene
@@ -89,6 +89,10 @@ def test_generator_ground_truth_round_trips(tmp_path):
     assert [f.name for f in col] == [Path(f.name).name for f in tr]
     for a, b in zip(col, tr):
         assert np.allclose(a.viewmat, b.viewmat, atol=1e-5) and np.allclose(a.K, b.K)
+    # the transforms.json layout carries the same SfM points (sparse_pc.ply, nerfstudio's ply_file_path)
+    _, cpts, ccols = parse_colmap(root, root / "images")
+    _, tpts, tcols, _ = parse_transforms(root)
+    assert tpts.shape == cpts.shape and np.abs(tpts - cpts).max() < 1e-5 and (tcols == ccols).all()
     import shutil
 
     txt = tmp_path / "txt"

@@ -78,7 +78,7 @@ def test_textureless_capture_fails_with_the_registered_count(tmp_path):
     scene = make_scene(tmp_path / "s", n_objects=3, views=10, width=256, height=192, priors=False, n_points=10)
     import shutil
 
-    for p in ("sparse", "transforms.json", "points3d.ply", "split.json"):
+    for p in ("sparse", "transforms.json", "sparse_pc.ply", "split.json"):
         q = scene / p
         shutil.rmtree(q) if q.is_dir() else q.unlink(missing_ok=True)
     r = subprocess.run([sys.executable, "-m", "gs_recon", "train", str(scene), "--config", "tiny_cpu", "--no_progress",

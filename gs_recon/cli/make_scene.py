@@ -30,7 +30,7 @@ class MakeSceneArgs:
     width: int = 128
     height: int = 96
     no_priors: bool = False  # do not write depth/ and normal/
-    points: int = 3000  # SfM-like points written to points3d.ply
+    points: int = 3000  # SfM-like points (COLMAP points3D, and sparse_pc.ply named by transforms.json)
     seed: int = 0
     # default: README input contract (COLMAP + transforms.json); dprecon: DP-Recon / MonoSDF scan (cameras.npz,
     # *_rgb.png, instance_mask/, GTmesh/); neus: NeuS / DTU scan (image/, mask/, cameras_sphere.npz)

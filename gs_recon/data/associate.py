@@ -64,7 +64,7 @@ def associate(inst: np.ndarray, viewmats: np.ndarray, Ks: np.ndarray, points: np
 
     if points is None or len(points) == 0:
         raise SceneError("--data.masks per_image needs SfM points to tie the photos together (COLMAP sparse/ "
-                         "with points3D, or points3d.ply beside transforms.json)")
+                         "with points3D, or transforms.json naming a point cloud in ply_file_path, as nerfstudio writes it)")
     labels, uvs, vis = point_labels(inst, viewmats, Ks, points)
     fg = ((labels > 0).sum(1) > (labels == 0).sum(1)) & ((labels > 0).sum(1) >= min_views)
     cand = np.flatnonzero(fg)

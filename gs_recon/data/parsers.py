@@ -88,10 +88,36 @@ def _intrinsics_from(d: dict, fallback: dict, w: Optional[int], h: Optional[int]
     return np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1.0]]), w, h
 
 
+def read_point_cloud(path: Path, where: str):
+    """A PLY point cloud (nerfstudio's sparse_pc.ply: vertex x, y, z and optionally red, green, blue) ->
+    (points [P,3] float64, colours [P,3] uint8; grey where the file has none). where: the file naming it."""
+    from plyfile import PlyData
+
+    if not path.is_file():
+        raise SceneError(f"{where}: ply_file_path {path} not found; fix the path or remove the key")
+    try:
+        v = PlyData.read(str(path))["vertex"]
+        pts = np.stack([np.asarray(v[k], np.float64) for k in ("x", "y", "z")], 1)
+    except Exception as e:  # plyfile raises several types on bad files
+        raise SceneError(f"{path}: not a readable PLY point cloud with vertex x, y, z ({type(e).__name__}: {e}); "
+                         f"re-export it or remove ply_file_path from {where}") from None
+    names = v.data.dtype.names
+    if all(k in names for k in ("red", "green", "blue")):
+        cols = np.stack([np.asarray(v[k]) for k in ("red", "green", "blue")], 1)
+        cols = (cols * 255 if cols.dtype.kind == "f" else cols).clip(0, 255).astype(np.uint8)
+    else:
+        cols = np.full((len(pts), 3), 128, np.uint8)
+    ok = np.isfinite(pts).all(1)
+    return pts[ok], cols[ok]
+
+
 def parse_transforms(root: Path):
-    """nerfstudio / instant-ngp / Blender transforms files -> (frames, None, None, split or None)."""
+    """nerfstudio / instant-ngp / Blender transforms files -> (frames, points [P,3] or None, colours [P,3] uint8
+    or None, split or None). Points: the PLY named by a file's "ply_file_path" (nerfstudio's ns-process-data
+    writes sparse_pc.ply there, in the frame of the transform matrices), relative to that file's folder."""
     files = find_transforms(root)
     frames, split = [], {}
+    pts = cols = None
     for fp in files:
         try:
             meta = json.loads(fp.read_text())
@@ -100,6 +126,8 @@ def parse_transforms(root: Path):
         if "frames" not in meta or not isinstance(meta["frames"], list):
             raise SceneError(f"{fp}: no 'frames' list; expected a nerfstudio/Blender transforms file")
         sname = fp.stem.replace("transforms_", "") if fp.stem != "transforms" else None
+        if meta.get("ply_file_path") and pts is None:
+            pts, cols = read_point_cloud(fp.parent / str(meta["ply_file_path"]), str(fp))
         for i, fr in enumerate(meta["frames"]):
             if "file_path" not in fr or "transform_matrix" not in fr:
                 raise SceneError(f"{fp}: frame {i} lacks file_path or transform_matrix")
@@ -126,5 +154,6 @@ def parse_transforms(root: Path):
     split_out = None
     if "train" in split:
         split_out = {"train": split["train"], "test": split.get("test", []) + split.get("val", [])}
-    # point clouds beside transforms files are not read; initialisation uses the visual hull instead
-    return frames, None, None, split_out
+    if pts is not None and not len(pts):
+        pts = cols = None
+    return frames, pts, cols, split_out

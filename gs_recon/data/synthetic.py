@@ -3,7 +3,8 @@
 A room (floor and three walls) holds several objects: real meshes from ``../shared/data/meshes`` when
 given, else trimesh primitives. Colours are procedural and the shading is baked (view independent), so
 a correct reconstruction can match the images closely. Writes the scene folder contract:
-images/, instance/, depth/ and normal/ (optional), sparse/0 (COLMAP binary and text), transforms.json,
+images/, instance/, depth/ and normal/ (optional), sparse/0 (COLMAP binary and text), transforms.json (with
+sparse_pc.ply, the same SfM-like points, named by its ply_file_path as nerfstudio does),
 objects.json, split.json and gt/ (meshes in the scene's world frame, metres).
 """
 from __future__ import annotations
@@ -217,8 +218,18 @@ def make_scene(out: Path, mesh_paths: Sequence[str] = (), n_objects: int = 3, vi
         gl = c2w.copy()
         gl[:3, 1:3] *= -1
         frames.append({"file_path": f"images/{n}", "transform_matrix": gl.tolist()})
+    # the same points for the transforms.json layout, as nerfstudio's ns-process-data writes them
+    from plyfile import PlyData, PlyElement
+
+    vert = np.empty(len(pts), dtype=[("x", "f4"), ("y", "f4"), ("z", "f4"), ("red", "u1"), ("green", "u1"), ("blue", "u1")])
+    for k, col in zip(("x", "y", "z"), pts.T):
+        vert[k] = col
+    for k, col in zip(("red", "green", "blue"), pcol.T):
+        vert[k] = col
+    PlyData([PlyElement.describe(vert, "vertex")]).write(str(out / "sparse_pc.ply"))
     (out / "transforms.json").write_text(json.dumps(
-        {"fl_x": f, "fl_y": f, "cx": width / 2, "cy": height / 2, "w": width, "h": height, "frames": frames}, indent=1))
+        {"fl_x": f, "fl_y": f, "cx": width / 2, "cy": height / 2, "w": width, "h": height,
+         "ply_file_path": "sparse_pc.ply", "frames": frames}, indent=1))
     (out / "objects.json").write_text(json.dumps(
         {"objects": [{"id": i + 1, "name": o.name, "prompt": o.prompt} for i, o in enumerate(objects)]}, indent=1))
     if test_views:
