@@ -114,7 +114,6 @@ def test_open_side_reaches_the_floor_end_under_a_tilted_floor_fit():
     at the floor's far end, 3 m on, its plane is 7 cm off the true floor and the SfM points there, more than the
     inlier distance. The reach refits the plane on the SfM points near it, so the open side still ends where
     the floor does (y = -2, not where the tilted plane parts from the points: y ~ -1.2)."""
-    rng = np.random.default_rng(3)
     tilt = np.tan(np.radians(1.3))
     pts = _room_points()
     pts = pts[(pts[:, 1] > -1.0) & (pts[:, 2] < 1.5)]
@@ -124,11 +123,10 @@ def test_open_side_reaches_the_floor_end_under_a_tilted_floor_fit():
     planes = fit_planes(pts, up, inside=np.array([0.0, 0.0, 1.2]), thresh=0.05)
     floor = [p for p in planes if p.kind == "floor"][0]
     assert np.degrees(np.arccos(floor.normal @ up)) > 1.0  # the fit kept the tilt (floors keep their normal)
-    support = _room_points(seed=2) + rng.normal(0, 0.005, (1, 3))
-    box = room_box(planes, pts, np.array([[0.0, 0.5, 1.0]]), up, support=support, tol=0.05)
+    box = room_box(planes, pts, np.array([[0.0, 0.5, 1.0]]), up, support=_room_points(seed=2), tol=0.05)
     unit = np.array([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)], float)
     corners = box.origin + (unit * box.size) @ box.axes
-    assert abs(corners[:, 1].min() + 2.0) < 0.1, corners[:, 1].min()  # before the refit: -1.10
+    assert abs(corners[:, 1].min() + 2.0) < 0.1, corners[:, 1].min()  # before the refit: -1.17
 
 
 def test_not_a_room_without_walls():

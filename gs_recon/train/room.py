@@ -166,16 +166,15 @@ def _best(planes: List[Plane]) -> Plane:
     return max(planes, key=lambda p: len(p.inliers))
 
 
-def _reach(planes: List[Plane], e: np.ndarray, support: Optional[np.ndarray], tol: float, up: np.ndarray) -> float:
-    """How far the support points lying on the planes (within tol of each plane refitted on them,
-    _support_plane) reach along e (-inf with none): an open side of the room ends where its floor's points do,
-    a wall under no seen ceiling is as high as its points."""
+def _reach(planes: List[Plane], e: np.ndarray, support: Optional[np.ndarray], tol: float) -> float:
+    """How far the support points lying on the planes (within tol) reach along e (-inf with none): an open side
+    of the room ends where its floor's points do, a wall under no seen ceiling is as high as its points. The
+    planes are the ones refitted on the support points (_support_plane)."""
     if support is None or not len(support):
         return -np.inf
     on = np.zeros(len(support), bool)
     for p in planes:
-        q = _support_plane(p, support, tol, up)
-        on |= np.abs(support @ q.normal - q.offset) < tol
+        on |= np.abs(support @ p.normal - p.offset) < tol
     return float((support[on] @ e).max()) if on.any() else -np.inf
 
 
@@ -231,6 +230,8 @@ def room_box(planes: List[Plane], pts: np.ndarray, cams: np.ndarray, up: np.ndar
     b = np.cross(up, a)
     span = np.concatenate([pts, cams])
     margin = 0.05 * float(np.ptp(span @ a) + np.ptp(span @ b)) / 2
+    # the planes on the support points, once, for how far the room reaches where no wall or ceiling was seen
+    floor_s = [_support_plane(_best(floors), support, tol, up)] if floors else []
     lo, hi, seen = {}, {}, {}
     for name, e in (("a", a), ("b", b)):
         for sign in (-1, 1):
@@ -241,7 +242,7 @@ def room_box(planes: List[Plane], pts: np.ndarray, cams: np.ndarray, up: np.ndar
                 seen[key] = True
             else:
                 far = max(np.quantile(sign * (pts @ e), 0.99), float((sign * (cams @ e)).max()) + margin,
-                          _reach([_best(floors)] if floors else [], sign * e, support, tol, up))
+                          _reach(floor_s, sign * e, support, tol))
                 pos = sign * far
                 seen[key] = False
             (lo if sign < 0 else hi)[name] = pos
@@ -252,7 +253,7 @@ def room_box(planes: List[Plane], pts: np.ndarray, cams: np.ndarray, up: np.ndar
         seen["ceiling"] = True
     else:
         top = max(float(np.quantile(pts @ up, 0.99)), float((cams @ up).max()) + margin,
-                  _reach(walls, up, support, tol, up))
+                  _reach([_support_plane(p, support, tol, up) for p in walls], up, support, tol))
         seen["ceiling"] = False
     origin = a * lo["a"] + b * lo["b"] + up * fl
     size = np.array([hi["a"] - lo["a"], hi["b"] - lo["b"], top - fl])
