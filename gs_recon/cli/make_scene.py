@@ -31,6 +31,9 @@ class MakeSceneArgs:
     height: int = 96
     no_priors: bool = False  # do not write depth/ and normal/
     points: int = 3000  # SfM-like points (COLMAP points3D, and sparse_pc.ply named by transforms.json)
+    # the points lie only where this many training views see the surface, coloured from them (as SfM
+    # triangulates); 0: on every surface, seen or not, in the meshes' base colours (before 2026-11-28)
+    points_min_views: int = 2
     seed: int = 0
     # default: README input contract (COLMAP + transforms.json); dprecon: DP-Recon / MonoSDF scan (cameras.npz,
     # *_rgb.png, instance_mask/, GTmesh/); neus: NeuS / DTU scan (image/, mask/, cameras_sphere.npz)
@@ -46,7 +49,8 @@ def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     a = parse(MakeSceneArgs, argv, MakeSceneArgs(out=tyro.MISSING), "gs-recon make-scene", __doc__)
     out = make_scene(a.out, a.meshes, a.objects, a.views, a.arc, a.test_views, a.width, a.height,
-                     priors=not a.no_priors, n_points=a.points, seed=a.seed, layout=a.layout)
+                     priors=not a.no_priors, n_points=a.points, seed=a.seed, layout=a.layout,
+                     points_min_views=a.points_min_views)
     print(f"wrote {out}")
     if a.exemplars:
         shared = Path(a.shared_meshes) if a.shared_meshes else \

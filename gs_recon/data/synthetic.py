@@ -3,8 +3,9 @@
 A room (floor and three walls) holds several objects: real meshes from ``../shared/data/meshes`` when
 given, else trimesh primitives. Colours are procedural and the shading is baked (view independent), so
 a correct reconstruction can match the images closely. Writes the scene folder contract:
-images/, instance/, depth/ and normal/ (optional), sparse/0 (COLMAP binary and text), transforms.json (with
-sparse_pc.ply, the same SfM-like points, named by its ply_file_path as nerfstudio does),
+images/, instance/, depth/ and normal/ (optional), sparse/0 (COLMAP binary and text; SfM-like points only
+where two training photos see the surface), transforms.json (with sparse_pc.ply, the same points, named by
+its ply_file_path as nerfstudio does),
 objects.json, split.json and gt/ (meshes in the scene's world frame, metres).
 """
 from __future__ import annotations
@@ -118,6 +119,48 @@ def _shade(normals: np.ndarray, base: np.ndarray, points: np.ndarray, floor_patt
     return np.clip(col, 0, 1)
 
 
+def sfm_like_points(mesh, n: int, c2ws: List[np.ndarray], K: np.ndarray, depth: np.ndarray, rgb: np.ndarray,
+                    min_views: int = 2, seed: int = 0, noise: float = 0.003):
+    """SfM-like points on `mesh`'s surface: n points [n,3] (Gaussian noise of `noise` m) and uint8 colours
+    [n,3], only where at least `min_views` of the cameras (c2ws, OpenCV; K [3,3]; their ray-cast z-depth
+    [V,H,W] and images [V,H,W,3]) see the surface unoccluded (a real SfM model has no points where fewer
+    than two photos looked), coloured by the mean of those views' pixels; and the faces they lie on [n].
+    min_views 0: n points anywhere, colour 0 (the caller colours them). Fewer than n come back when the
+    seen surface is small."""
+    import trimesh
+
+    rng = np.random.default_rng(seed)
+    V, H, W = depth.shape
+    got_p, got_c, got_f, total, draw = [], [], [], 0, (4 * n if min_views > 0 else n)
+    for attempt in range(6):  # oversample the surface until n seen points are found
+        p, fidx = trimesh.sample.sample_surface(mesh, draw, seed=seed + attempt)
+        if min_views <= 0:
+            got_p.append(p), got_c.append(np.zeros((len(p), 3))), got_f.append(fidx)
+            break
+        cnt = np.zeros(len(p), int)
+        col = np.zeros((len(p), 3))
+        for c2w, d, im in zip(c2ws, depth, rgb):
+            pc = (p - c2w[:3, 3]) @ c2w[:3, :3]  # camera frame (OpenCV)
+            z = pc[:, 2]
+            uv = pc @ K.T
+            u = np.floor(uv[:, 0] / np.maximum(z, 1e-9)).astype(int)
+            v = np.floor(uv[:, 1] / np.maximum(z, 1e-9)).astype(int)
+            ok = (z > 1e-3) & (u >= 0) & (u < W) & (v >= 0) & (v < H)
+            ui, vi = u.clip(0, W - 1), v.clip(0, H - 1)
+            ok &= np.abs(d[vi, ui] - z) < 0.02 * z + 0.02  # the ray-cast surface there is this point's
+            cnt += ok
+            col += np.where(ok[:, None], im[vi, ui], 0.0)
+        keep = cnt >= min_views
+        got_p.append(p[keep]), got_c.append(col[keep] / cnt[keep, None]), got_f.append(fidx[keep])
+        total += int(keep.sum())
+        if total >= n:
+            break
+        draw *= 2
+    pts, cols, faces = np.concatenate(got_p)[:n], np.concatenate(got_c)[:n], np.concatenate(got_f)[:n]
+    pts = pts + rng.normal(0, noise, pts.shape)
+    return pts, (cols.clip(0, 1) * 255 + 0.5).astype(np.uint8), faces
+
+
 def render_views(objects: List[SceneObject], room, c2ws: List[np.ndarray], K: np.ndarray, W: int, H: int):
     """Ray-cast RGB [V,H,W,3], instance [V,H,W], z-depth [V,H,W], camera normals [V,H,W,3]."""
     import trimesh
@@ -166,9 +209,12 @@ def render_views(objects: List[SceneObject], room, c2ws: List[np.ndarray], K: np
 def make_scene(out: Path, mesh_paths: Sequence[str] = (), n_objects: int = 3, views: int = 24, arc: float = 360.0,
                test_views: int = 0, width: int = 128, height: int = 96, fov_deg: float = 60.0, radius: float = 2.4,
                elevation: float = 30.0, priors: bool = True, n_points: int = 3000, seed: int = 0,
-               layout: str = "default") -> Path:
+               layout: str = "default", points_min_views: int = 2) -> Path:
     """Generate a scene folder at `out`. With test_views > 0, extra test cameras all around the scene are
     written and split.json makes them the test set; otherwise every 8th arc view is a test view.
+    n_points SfM-like points lie only where at least `points_min_views` training views see the surface (as
+    COLMAP triangulates only what two photos show), coloured from those photos (`sfm_like_points`); 0 gives
+    the generator's points before 2026-11-28: on every surface, seen or not, in the meshes' base colours.
     layout: "default" (README input contract), "dprecon" (DP-Recon / MonoSDF scan) or "neus" (NeuS / DTU
     scan; the objects' union is its one mask): the same views, cameras and ground truth in that layout."""
     from PIL import Image
@@ -201,15 +247,15 @@ def make_scene(out: Path, mesh_paths: Sequence[str] = (), n_objects: int = 3, vi
     for i, (n, c2w) in enumerate(zip(names, c2ws)):
         w2c = np.linalg.inv(c2w)
         imgs[i + 1] = colmap.Image(i + 1, rotmat_to_quat(w2c[:3, :3]), w2c[:3, 3], 1, n)
-    rng = np.random.default_rng(seed)
     allm = [room] + [o.mesh for o in objects]
     import trimesh
 
-    pts, fidx = trimesh.sample.sample_surface(trimesh.util.concatenate(allm), n_points, seed=seed)
-    pts = pts + rng.normal(0, 0.003, pts.shape)  # SfM-like noise
-    fid = np.concatenate([np.full(len(m.faces), k) for k, m in enumerate(allm)])[fidx]
-    bases = [np.array((0.78, 0.74, 0.68))] + [np.array(o.color) for o in objects]
-    pcol = (np.stack([bases[k] for k in fid]) * 255).astype(np.uint8)
+    pts, pcol, fidx = sfm_like_points(trimesh.util.concatenate(allm), n_points, c2ws[:views], K, dep[:views],
+                                      rgb[:views], points_min_views, seed)
+    if points_min_views <= 0:  # the generator before 2026-11-28: every surface, the meshes' base colours
+        fid = np.concatenate([np.full(len(m.faces), k) for k, m in enumerate(allm)])[fidx]
+        bases = [np.array((0.78, 0.74, 0.68))] + [np.array(o.color) for o in objects]
+        pcol = (np.stack([bases[k] for k in fid]) * 255).astype(np.uint8)
     model = colmap.Model(cams, imgs, pts, pcol, np.arange(1, len(pts) + 1))
     colmap.write_model(model, out / "sparse" / "0", binary=True)
     colmap.write_model(model, out / "sparse" / "0", binary=False)
