@@ -109,6 +109,29 @@ def test_room_box_reaches_as_far_as_the_support_points():
     assert abs(lo1[0] + 3) < 0.02 and abs(hi1[1] - 2) < 0.02  # seen walls stay where they are
 
 
+def test_open_side_keeps_the_photographers_clearance_from_the_walls():
+    """A 6 x 6 m room, walls seen at x = -3, x = 3 and y = 3, photographed from a half circle of radius 2 m on
+    its open -y side: the photos show the floor only up to y = -1 and no SfM point lies beyond. Nothing says
+    where the room ends past the cameras; it is taken to end as far behind them as the photographer kept from
+    the walls that were seen (1 m: the cameras at x = +-2), at y = -3 here, not at the cameras (before: the
+    cameras plus a 5% margin, y = -2.3)."""
+    rng = np.random.default_rng(0)
+    floor = np.c_[rng.uniform(-3, 3, 3000), rng.uniform(-1, 3, 3000), np.zeros(3000)]
+    walls = [np.c_[np.full(1200, x), rng.uniform(-1, 3, 1200), rng.uniform(0, 1.5, 1200)] for x in (-3.0, 3.0)]
+    walls.append(np.c_[rng.uniform(-3, 3, 1200), np.full(1200, 3.0), rng.uniform(0, 1.5, 1200)])
+    pts = np.concatenate([floor] + walls) + rng.normal(0, 0.01, (6600, 3))
+    az = np.radians(np.linspace(-180, 0, 10))
+    cams = np.c_[2 * np.cos(az), 2 * np.sin(az), np.full(10, 1.5)]
+    up = np.array([0.0, 0.0, 1.0])
+    planes = fit_planes(pts, up, inside=np.array([0.0, 0.0, 1.2]), thresh=0.05)
+    box = room_box(planes, pts, cams, up, support=pts, tol=0.05)
+    unit = np.array([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)], float)
+    corners = box.origin + (unit * box.size) @ box.axes
+    lo, hi = corners.min(0), corners.max(0)
+    assert abs(lo[1] + 3.0) < 0.05, lo  # the open side
+    assert abs(lo[0] + 3) < 0.03 and abs(hi[0] - 3) < 0.03 and abs(hi[1] - 3) < 0.03, (lo, hi)  # seen walls
+
+
 def test_open_side_reaches_the_floor_end_under_a_tilted_floor_fit():
     """The Gaussians' floor (seen for y > -1) comes out tilted by 1.3 degrees (one stage-1 run on prims3 did):
     at the floor's far end, 3 m on, its plane is 7 cm off the true floor and the SfM points there, more than the
