@@ -2,7 +2,6 @@
 tiny RANDOMLY initialised inpainting UNet / VAE / text encoder built from configs: the plumbing (9-channel
 UNet input, DDIM with guidance, seen pixels kept, masks from visibility, the colour fit, checkpointing), not
 the quality (a random UNet paints noise)."""
-import json
 
 import pytest
 import torch
