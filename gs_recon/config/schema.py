@@ -203,15 +203,16 @@ class BackgroundConfig:
     # filled with flat Gaussians coloured by inpainting the photos' colours. auto: on when the background has
     # a floor (>= 10% of its opaque Gaussians) and a wall (>= 5%); on / off force it. Off by default: it
     # needs an accurate seen background to find the walls (with --train.sfm_depth_lambda 0.5 on the
-    # background benchmark, prims3: completeness 43.6 -> 4.4 cm, 360-degree PSNR 30.17 -> 32.28 dB;
-    # docs/BENCHMARKS.md, "Background benchmark")
+    # background benchmark, prims3: completeness 34.5 -> 6.1 cm, 360-degree PSNR 27.63 -> 30.51 dB;
+    # docs/BENCHMARKS.md, "Background benchmark"), and where an open side of the room ends is a guess
     completion: Literal["auto", "on", "off"] = "off"
-    # move seen background Gaussians onto their plane and flatten them along its normal: costs 1.1 dB of
+    # move seen background Gaussians onto their plane and flatten them along its normal: costs 1.6 dB of
     # 360-degree test PSNR and lowers the seen F-score once sparse SfM depth is on (background benchmark)
     snap_seen: bool = False
-    # with the completion: drop the background Gaussians no training view reaches (never trained: the SfM
-    # initialisation where no photo looked) and fill their cells like any other unseen cell (background
-    # benchmark: +0.45 dB of 360-degree PSNR on prims3 and real3, +0.18 on mixed5, over keeping them)
+    # with the completion: drop the background Gaussians no training view reaches (never trained: e.g. SfM
+    # points where no training photo looked) and fill their cells like any other unseen cell (background
+    # benchmark: within 0.02 dB of keeping them now that its SfM points lie only where photos look; +0.18 to
+    # +0.45 dB when they also covered the unseen room)
     drop_unseen: bool = True
     grid: int = 64  # completion cells along the room's longest horizontal side
     plane_thresh: float = 0.03  # RANSAC inlier distance, as a fraction of the background's median distance to the cameras
