@@ -72,7 +72,7 @@ def test_room_box_from_planes_and_cameras():
     assert box is not None
     lo = box.origin
     hi = box.origin + box.axes.T @ box.size
-    # seen walls where they are; unseen sides at the farthest points (or cameras + margin); floor at 0
+    # seen walls where they are; unseen sides at the farthest points (or the cameras + the clearance); floor at 0
     axes = np.abs(box.axes[:2]).argmax(1)
     lo_x, hi_x = sorted([lo[0], hi[0]])
     lo_y, hi_y = sorted([lo[1], hi[1]])

@@ -13,7 +13,7 @@ After stage 1, on the background's opaque Gaussians (label 0, opacity > 0.5):
    points near it, _support_plane) and the cameras plus the photographer's clearance: the smallest gap
    between a seen wall and the cameras nearest it (at least a 5% margin). That last one is a guess - the
    room is taken to continue as far behind the cameras as the photographer kept from the seen walls -
-   and it decides the 360-degree test PSNR on the background benchmark (docs/BENCHMARKS.md: +2.5 / +3.9 dB
+   and it decides the 360-degree test PSNR on the background benchmark (docs/BENCHMARKS.md: +2.5 / +3.9 / +2.2 dB
    over ending the room at the cameras; the benchmark's square room, photographed from a circle about its
    centre, flatters it); the floor; the ceiling if seen, else as high as the background points,
    the cameras plus a margin, and the SfM points on the walls (the largest such point: one stray SfM point on
