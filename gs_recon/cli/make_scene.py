@@ -31,10 +31,10 @@ class MakeSceneArgs:
     height: int = 96
     no_priors: bool = False  # do not write depth/ and normal/
     points: int = 3000  # SfM-like points (COLMAP points3D, and sparse_pc.ply named by transforms.json)
-    # the points lie only where this many training views see the surface, coloured from them (as SfM
-    # triangulates); 0: on every surface, seen or not, in the meshes' base colours (before 2026-11-28)
     points_min_views: int = 2
-    seed: int = 0
+    """points only where this many training views see the surface, coloured from them (as SfM triangulates);
+    0: on every surface, seen or not, in the meshes' base colours (before 2026-11-28)"""
+    seed: int = 0  # object placement, camera jitter and the points' sampling
     # default: README input contract (COLMAP + transforms.json); dprecon: DP-Recon / MonoSDF scan (cameras.npz,
     # *_rgb.png, instance_mask/, GTmesh/); neus: NeuS / DTU scan (image/, mask/, cameras_sphere.npz)
     layout: Literal["default", "dprecon", "neus"] = "default"
