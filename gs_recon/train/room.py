@@ -237,25 +237,23 @@ def room_box(planes: List[Plane], pts: np.ndarray, cams: np.ndarray, up: np.ndar
     margin = 0.05 * float(np.ptp(span @ a) + np.ptp(span @ b)) / 2
     # the planes on the support points, once, for how far the room reaches where no wall or ceiling was seen
     floor_s = [_support_plane(_best(floors), support, tol, up)] if floors else []
-    lo, hi, seen, open_sides = {}, {}, {}, []
+    lo, hi, seen, open_sides, gaps = {}, {}, {}, [], []
     for name, e in (("a", a), ("b", b)):
         for sign in (-1, 1):
             key = f"{'-' if sign < 0 else '+'}{name}"
             side = [p for p in walls if (-p.normal) @ (sign * e) > _COS15]  # the wall's outward side is +-e
+            seen[key] = bool(side)
             if side:  # the outermost wall on that side, at its inliers' mean coordinate along e
-                pos = sign * max(sign * float((pts[p.inliers] @ e).mean()) for p in side)
-                seen[key] = True
-                (lo if sign < 0 else hi)[name] = pos
+                far = max(sign * float((pts[p.inliers] @ e).mean()) for p in side)
+                (lo if sign < 0 else hi)[name] = sign * far
+                gaps.append(far - float((sign * (cams @ e)).max()))  # from the cameras nearest that wall
             else:
-                open_sides.append((key, name, sign, e))
-                seen[key] = False
+                open_sides.append((name, sign, e))
     # a side no photo showed a wall on: nothing says where the room ends there. It reaches past the cameras by
-    # the clearance the photographer kept from the walls that were seen (the smallest gap between a seen wall
-    # and the cameras nearest to it), at least a margin, and as far as the points on the floor reach
-    gaps = [sign * (lo if sign < 0 else hi)[name] - float((sign * (cams @ e)).max())
-            for name, e in (("a", a), ("b", b)) for sign in (-1, 1) if seen[f"{'-' if sign < 0 else '+'}{name}"]]
+    # the clearance the photographer kept from the walls that were seen (the smallest of those gaps), at least
+    # a margin, and as far as the points on the floor reach
     clearance = max(margin, min(gaps)) if gaps else margin
-    for key, name, sign, e in open_sides:
+    for name, sign, e in open_sides:
         far = max(np.quantile(sign * (pts @ e), 0.99), float((sign * (cams @ e)).max()) + clearance,
                   _reach(floor_s, sign * e, support, tol))
         (lo if sign < 0 else hi)[name] = sign * far
