@@ -120,7 +120,8 @@ def main(argv=None) -> int:
              f"Produced by `python tools/bench_background.py` on {platform.machine()} CPU, {os.cpu_count()} cores,"
              f" no GPU, {time.strftime('%Y-%m-%d')}, {sum(r['wall'] for r in rows) / 60:.1f} min of runs. The synthetic"
              " benchmark's scenes (6 m room, 10 training views of 128x96 on a 180 degree arc, 8 test views all"
-             " around, SfM-like points only where two training views see the surface), configs/tiny_cpu.yaml, seed 0. Background mesh against the true room: F@5cm, accuracy"
+             " around, SfM-like points only where two training views see the surface), configs/tiny_cpu.yaml,"
+             " seed 0. Background mesh against the true room: F@5cm, accuracy"
              " (acc), completeness (comp) in cm, over the whole room and over the part the training cameras saw"
              " ('seen'). Objects: mean F@5cm and Chamfer-L1 (cm) of the object meshes.", "",
              "| scene | variant | 360 test PSNR | bg F@5cm | bg acc cm | bg comp cm | seen bg F@5cm | seen bg acc cm |"

@@ -94,7 +94,8 @@ def main(argv=None) -> int:
         " `../shared/data/meshes`; `prims3` = box, ball, cylinder; `mixed5` = bunny, spot + 3 primitives;"
         " each in a 6 m room, 10 training views (128x96) on a 180 degree arc (object backs unseen),"
         " 8 test views all around, 3000 SfM-like points where two training views see the surface (as COLMAP"
-        " would triangulate them; before 2026-11-28 the generator put them on every surface). Mesh metrics at 5 cm (F-score), Chamfer-L1 in metres,"
+        " would triangulate them; before 2026-11-28 the generator put them on every surface). Mesh metrics at"
+        " 5 cm (F-score), Chamfer-L1 in metres,"
         " means over the objects; 'visible F' counts only ground truth seen by a training camera.",
         "",
         "| scene | variant | test PSNR | SSIM | object F@5cm | visible F (mean / min) | object Chamfer | normal cons. |"
