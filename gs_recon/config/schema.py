@@ -203,7 +203,7 @@ class BackgroundConfig:
     # filled with flat Gaussians coloured by inpainting the photos' colours. auto: on when the background has
     # a floor (>= 10% of its opaque Gaussians) and a wall (>= 5%); on / off force it. Off by default: it
     # needs an accurate seen background to find the walls (with --train.sfm_depth_lambda 0.5 on the
-    # background benchmark, prims3: completeness 34.5 -> 6.1 cm, 360-degree PSNR 27.63 -> 30.51 dB;
+    # background benchmark, prims3: completeness 34.5 -> 5.8 cm, 360-degree PSNR 27.63 -> 31.31 dB;
     # docs/BENCHMARKS.md, "Background benchmark"), and where an open side of the room ends is a guess
     completion: Literal["auto", "on", "off"] = "off"
     # move seen background Gaussians onto their plane and flatten them along its normal: costs 1.6 dB of
