@@ -214,6 +214,10 @@ class BackgroundConfig:
     # benchmark: within 0.02 dB of keeping them now that its SfM points lie only where photos look; +0.18 to
     # +0.45 dB when they also covered the unseen room)
     drop_unseen: bool = True
+    # with the completion: background Gaussians only one training view sees (the others together give < 1/4 of
+    # its weight) move along that view's rays onto the room's floor, walls or ceiling behind them, grown with
+    # the distance (nothing triangulates them: the few-view floaters in front of the cameras)
+    one_view_to_room: bool = True
     grid: int = 64  # completion cells along the room's longest horizontal side
     plane_thresh: float = 0.03  # RANSAC inlier distance, as a fraction of the background's median distance to the cameras
     mesh_views: int = 8  # horizontal directions of the inward views that mesh a completed room (+ up and down)

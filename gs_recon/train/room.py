@@ -23,6 +23,12 @@ After stage 1, on the background's opaque Gaussians (label 0, opacity > 0.5):
    it and flattened along its normal (a wall seen from one side under textureless shading has no
    photometric depth cue, and the Gaussians drift in front of it; DP-Recon's SDF gets the same planes
    from its monocular normal prior).
+   Background Gaussians only one training view sees (`one_view_background`; `background.one_view_to_room`):
+   nothing triangulates them, and stage 1 leaves some standing in mid-air in front of the cameras, painted
+   with what that one view shows behind them (on the background benchmark's mixed5, two such Gaussians held
+   83% of what the renders put where the views looking out show the world beyond the room). Where the ray
+   from that view through one meets a face of the room (floor, seen wall, seen ceiling) beyond it, it moves
+   there, grown by the ratio of the distances, so that view sees it about as before.
    Then the background Gaussians no training view reaches (`background.drop_unseen`) go: stage 1 never
    trained them (the SfM initialisation where no photo looked, at its initial colour, size and opacity),
    and the cells they sat on are filled like the other unseen cells.
@@ -376,6 +382,42 @@ def never_seen_background(params, scene, thresh: float = 0.01) -> torch.Tensor:
     return ((vis.count == 0) & (params["labels"].detach() == 0)).cpu()
 
 
+@torch.no_grad()
+def one_view_background(params, scene, frac: float = 0.25, min_weight: float = 0.5):
+    """Background Gaussians one training view sees and the others hardly do: (indices [M], the camera centre
+    [M,3] of the view that sees each), numpy. Visible: a blending weight summed over that view's pixels of at
+    least min_weight; the other views together give less than frac of it. Nothing triangulates such a
+    Gaussian: its depth along that view's ray is free (few-view floaters)."""
+    from ..prior.visibility import accumulate
+
+    idx = scene.train_idx
+    dev = params["means"].device
+    w = torch.stack([accumulate(params, scene.viewmats[[i]].to(dev), scene.Ks[[i]].to(dev), scene.width,
+                                scene.height).weight_sum.cpu() for i in idx])  # [V,N]
+    best, v = w.max(0)
+    sel = (params["labels"].detach().cpu() == 0) & (best >= min_weight) & (w.sum(0) - best < frac * best)
+    j = torch.nonzero(sel)[:, 0]
+    centres = scene.camera_centres().double()[list(idx)][v[j]]
+    return j.numpy(), centres.numpy()
+
+
+def _ray_to_faces(c: np.ndarray, x: np.ndarray, faces: List[Dict], beyond: float) -> Optional[float]:
+    """Where the ray from c [3] through x [3] first meets one of the faces (within its extent, from the inside),
+    as the distance from c; None when it meets none farther than |x - c| + beyond."""
+    L = float(np.linalg.norm(x - c))
+    r = (x - c) / L
+    hit = None
+    for f in faces:
+        nr = float(f["n"] @ r)
+        if nr >= -1e-9:  # parallel, or the face is seen from behind
+            continue
+        t = float(f["n"] @ (f["centre"] - c)) / nr
+        q = c + t * r - f["centre"]
+        if t > L + beyond and abs(q @ f["u"]) <= f["u"] @ f["u"] and abs(q @ f["v"]) <= f["v"] @ f["v"]:
+            hit = t if hit is None else min(hit, t)
+    return hit
+
+
 def _replace_rows(params, keep: Optional[torch.Tensor] = None, add: Optional[Dict[str, torch.Tensor]] = None) -> None:
     """In place: keep the rows where keep [N] bool (all when None), then append add's rows (a dict with
     every key of params). The caller rebuilds its optimizers (Trainer.gaussians_replaced)."""
@@ -442,6 +484,25 @@ def complete_room(params, scene, cfg, force: Optional[bool] = None) -> Dict:
         params["means"].data.copy_(torch.from_numpy(means).to(dev, params["means"].dtype))
         params["scales"].data.copy_(torch.from_numpy(scales).to(dev, params["scales"].dtype))
         params["quats"].data.copy_(torch.from_numpy(quats).to(dev, params["quats"].dtype))
+    # background Gaussians only one training view sees stand anywhere along its rays (nothing triangulates
+    # them: few-view floaters); where such a ray meets the room's floor, walls or ceiling beyond the Gaussian,
+    # the Gaussian moves there, grown with the distance so that view sees it as before
+    n_moved = 0
+    if cfg.one_view_to_room:
+        faces = box.faces()
+        one, centres = one_view_background(params, scene)
+        log_s = params["scales"].detach().cpu().double().numpy()
+        for j, c in zip(one, centres):
+            t = _ray_to_faces(c, means[j], faces, 2 * tol)
+            if t is not None:
+                L = float(np.linalg.norm(means[j] - c))
+                means[j] = c + (means[j] - c) * (t / L)
+                log_s[j] += math.log(t / L)
+                n_moved += 1
+        if n_moved:
+            dev = params["means"].device
+            params["means"].data.copy_(torch.from_numpy(means).to(dev, params["means"].dtype))
+            params["scales"].data.copy_(torch.from_numpy(log_s).to(dev, params["scales"].dtype))
     # background Gaussians no training view reaches were never trained (the SfM initialisation where no photo
     # looked, at its initial colour, size and opacity): they go, and the cells they sat on are filled like any
     # other unseen cell. After snapping (the planes' inliers index the Gaussians as they were)
@@ -514,9 +575,9 @@ def complete_room(params, scene, cfg, force: Optional[bool] = None) -> Dict:
             "visibility": torch.zeros((n_new,) + tuple(params["visibility"].shape[1:])),
         }
         _replace_rows(params, None, add)
-    report.update(snapped=int(n_snap), added=n_new, dropped=n_drop, seen_cells=n_seen_cells, cell=cell,
+    report.update(snapped=int(n_snap), moved=n_moved, added=n_new, dropped=n_drop, seen_cells=n_seen_cells, cell=cell,
                   seconds=round(time.time() - t0, 2))
-    log.info("background completion: %d planes (%s), %d never-seen Gaussians dropped, %d snapped onto the planes, "
-             "%d added where unseen (%.1f s)", len(planes), ", ".join(p.kind for p in planes), n_drop, n_snap, n_new,
-             time.time() - t0)
+    log.info("background completion: %d planes (%s), %d snapped onto the planes, %d seen by one view moved onto the "
+             "room, %d never-seen Gaussians dropped, %d added where unseen (%.1f s)", len(planes),
+             ", ".join(p.kind for p in planes), n_snap, n_moved, n_drop, n_new, time.time() - t0)
     return report
