@@ -203,7 +203,7 @@ class BackgroundConfig:
     # filled with flat Gaussians coloured by inpainting the photos' colours. auto: on when the background has
     # a floor (>= 10% of its opaque Gaussians) and a wall (>= 5%); on / off force it. Off by default: it
     # needs an accurate seen background to find the walls (with --train.sfm_depth_lambda 0.5 on the
-    # background benchmark, prims3: completeness 34.5 -> 5.8 cm, 360-degree PSNR 27.63 -> 31.31 dB;
+    # background benchmark, prims3: completeness 34.5 -> 4.7 cm, 360-degree PSNR 27.63 -> 31.59 dB;
     # docs/BENCHMARKS.md, "Background benchmark"), and where an open side of the room ends is a guess
     completion: Literal["auto", "on", "off"] = "off"
     # move seen background Gaussians onto their plane and flatten them along its normal: costs 1.6 dB of
@@ -211,12 +211,13 @@ class BackgroundConfig:
     snap_seen: bool = False
     # with the completion: drop the background Gaussians no training view reaches (never trained: e.g. SfM
     # points where no training photo looked) and fill their cells like any other unseen cell (background
-    # benchmark: within 0.02 dB of keeping them now that its SfM points lie only where photos look; +0.18 to
+    # benchmark: -0.01 to +0.09 dB over keeping them now that its SfM points lie only where photos look; +0.18 to
     # +0.45 dB when they also covered the unseen room)
     drop_unseen: bool = True
     # with the completion: background Gaussians only one training view sees (the others together give < 1/4 of
     # its weight) move along that view's rays onto the room's floor, walls or ceiling behind them, grown with
-    # the distance (nothing triangulates them: the few-view floaters in front of the cameras)
+    # the distance (nothing triangulates them: the few-view floaters in front of the cameras; background
+    # benchmark: +0.28 / +0.09 / +0.79 dB of 360-degree test PSNR on prims3 / real3 / mixed5)
     one_view_to_room: bool = True
     grid: int = 64  # completion cells along the room's longest horizontal side
     plane_thresh: float = 0.03  # RANSAC inlier distance, as a fraction of the background's median distance to the cameras
