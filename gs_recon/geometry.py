@@ -1,7 +1,7 @@
 """Geometry shared by every layer (OpenCV camera axes: x right, y down, z forward): rotations and quaternions
-(w, x, y, z), look-at cameras, directions on orbit rings, boxes from quantiles, and similarity transforms of
-Gaussians. One place for each: the renderer, the COLMAP parser, the prior's cameras, meshing, export and the
-viewer all use these."""
+(w, x, y, z), look-at cameras, directions on orbit rings, projecting points into views, boxes from quantiles,
+and similarity transforms of Gaussians. One place for each: the renderer, the COLMAP parser, the prior's
+cameras, the initialisation, the SfM depth term, the synthetic scenes, meshing, export and the viewer use these."""
 from __future__ import annotations
 
 import math
@@ -113,6 +113,26 @@ def panorama_cameras(centre, a, b, up, n: int, width: int, height: int, vertical
     if vertical:  # floor and ceiling: the "up" of these views is a horizontal axis
         vms += [look_at(tuple(c.tolist()), tuple((c + d).tolist()), up=tuple(a.tolist())) for d in (-up, up)]
     return torch.stack(vms).float(), pinhole_K(90.0, width, height)[None].repeat(len(vms), 1, 1)
+
+
+# ---------------------------------------------------------------------- projection
+def project_points(points: Tensor, viewmats: Tensor, Ks: Tensor):
+    """points [P,3] -> pixel coords [C,P,2], depth [C,P]."""
+    pc = torch.einsum("cij,pj->cpi", viewmats[:, :3, :3], points) + viewmats[:, None, :3, 3]
+    z = pc[..., 2]
+    uv = torch.einsum("cij,cpj->cpi", Ks, pc)[..., :2] / z.clamp(min=1e-6)[..., None]
+    return uv, z
+
+
+def lookup(maps: Tensor, uv: Tensor, z: Tensor):
+    """Nearest-pixel lookup. maps [C,H,W,(D)], uv [C,P,2] -> values [C,P,(D)], inside [C,P] bool."""
+    C, H, W = maps.shape[:3]
+    x = torch.floor(uv[..., 0]).long()
+    y = torch.floor(uv[..., 1]).long()
+    inside = (x >= 0) & (x < W) & (y >= 0) & (y < H) & (z > 1e-3)
+    xi, yi = x.clamp(0, W - 1), y.clamp(0, H - 1)
+    ci = torch.arange(C)[:, None].expand_as(xi)
+    return maps[ci, yi, xi], inside
 
 
 # ---------------------------------------------------------------------- boxes and Gaussians

@@ -11,7 +11,7 @@ from gs_recon.config import DataConfig
 from gs_recon.data import colmap, load_scene
 from gs_recon.errors import SceneError
 from gs_recon.geometry import quat_to_rotmat
-from gs_recon.gaussians.init import lookup, project_points
+from gs_recon.geometry import lookup, project_points
 
 
 def test_transforms_scene_reads_its_point_cloud(tmp_path):

@@ -127,29 +127,27 @@ def sfm_like_points(mesh, n: int, c2ws: List[np.ndarray], K: np.ndarray, depth: 
     than two photos looked), coloured by the mean of those views' pixels; and the faces they lie on [n].
     min_views 0: n points anywhere, colour 0 (the caller colours them). Fewer than n come back when the
     seen surface is small."""
+    import torch
     import trimesh
 
+    from ..geometry import lookup, project_points
+
     rng = np.random.default_rng(seed)
-    V, H, W = depth.shape
+    vms = torch.from_numpy(np.linalg.inv(np.stack(c2ws)))  # [V,4,4] world-to-camera
+    Ks = torch.from_numpy(np.broadcast_to(K, (len(c2ws), 3, 3)).copy())
+    dmaps, imgs = torch.from_numpy(np.asarray(depth, np.float64)), torch.from_numpy(np.asarray(rgb, np.float64))
     got_p, got_c, got_f, total, draw = [], [], [], 0, (4 * n if min_views > 0 else n)
     for attempt in range(6):  # oversample the surface until n seen points are found
         p, fidx = trimesh.sample.sample_surface(mesh, draw, seed=seed + attempt)
         if min_views <= 0:
             got_p.append(p), got_c.append(np.zeros((len(p), 3))), got_f.append(fidx)
             break
-        cnt = np.zeros(len(p), int)
-        col = np.zeros((len(p), 3))
-        for c2w, d, im in zip(c2ws, depth, rgb):
-            pc = (p - c2w[:3, 3]) @ c2w[:3, :3]  # camera frame (OpenCV)
-            z = pc[:, 2]
-            uv = pc @ K.T
-            u = np.floor(uv[:, 0] / np.maximum(z, 1e-9)).astype(int)
-            v = np.floor(uv[:, 1] / np.maximum(z, 1e-9)).astype(int)
-            ok = (z > 1e-3) & (u >= 0) & (u < W) & (v >= 0) & (v < H)
-            ui, vi = u.clip(0, W - 1), v.clip(0, H - 1)
-            ok &= np.abs(d[vi, ui] - z) < 0.02 * z + 0.02  # the ray-cast surface there is this point's
-            cnt += ok
-            col += np.where(ok[:, None], im[vi, ui], 0.0)
+        # the pixel each point falls in (float64, so the test matches the scenes the benchmarks were made from)
+        uv, z = project_points(torch.from_numpy(p), vms, Ks)
+        d, inside = lookup(dmaps, uv, z)
+        ok = (inside & ((d - z).abs() < 0.02 * z + 0.02)).numpy()  # the ray-cast surface there is this point's
+        cnt = ok.sum(0)
+        col = (lookup(imgs, uv, z)[0].numpy() * ok[..., None]).sum(0)
         keep = cnt >= min_views
         got_p.append(p[keep]), got_c.append(col[keep] / cnt[keep, None]), got_f.append(fidx[keep])
         total += int(keep.sum())

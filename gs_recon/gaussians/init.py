@@ -9,26 +9,9 @@ from typing import Tuple
 import torch
 from torch import Tensor
 
+from ..geometry import lookup, project_points
+
 log = logging.getLogger("gs_recon")
-
-
-def project_points(points: Tensor, viewmats: Tensor, Ks: Tensor):
-    """points [P,3] -> pixel coords [C,P,2], depth [C,P]."""
-    pc = torch.einsum("cij,pj->cpi", viewmats[:, :3, :3], points) + viewmats[:, None, :3, 3]
-    z = pc[..., 2]
-    uv = torch.einsum("cij,cpj->cpi", Ks, pc)[..., :2] / z.clamp(min=1e-6)[..., None]
-    return uv, z
-
-
-def lookup(maps: Tensor, uv: Tensor, z: Tensor):
-    """Nearest-pixel lookup. maps [C,H,W,(D)], uv [C,P,2] -> values [C,P,(D)], inside [C,P] bool."""
-    C, H, W = maps.shape[:3]
-    x = torch.floor(uv[..., 0]).long()
-    y = torch.floor(uv[..., 1]).long()
-    inside = (x >= 0) & (x < W) & (y >= 0) & (y < H) & (z > 1e-3)
-    xi, yi = x.clamp(0, W - 1), y.clamp(0, H - 1)
-    ci = torch.arange(C)[:, None].expand_as(xi)
-    return maps[ci, yi, xi], inside
 
 
 def vote_labels(points: Tensor, instance: Tensor, viewmats: Tensor, Ks: Tensor, n_labels: int) -> Tensor:

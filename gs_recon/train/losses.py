@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..eval.metrics import ssim
-from ..gaussians.init import project_points
+from ..geometry import project_points
 
 
 def rgb_loss(pred: Tensor, gt: Tensor, ssim_lambda: float) -> Tensor:
