@@ -161,7 +161,7 @@ def build_meshes(params, scene, cfg: Optional[MeshConfig] = None, objects: Optio
             "iso_level": meta.get("iso_level", 0.0)})
         if cfg.texture:
             size = cfg.background_texture_size if oid == 0 else cfg.texture_size
-            tm, tex = _textured(params, labels == oid, m, views, size, meta)
+            tm, tex = _textured(params, labels == oid, m, views, size, meta, cfg.unwrap_iterations)
             r.textured, r.texture_image = to_world_mesh(tm, scene.world_from_internal), tex["image"]
             r.stats["texture"] = {k: v for k, v in tex.items() if k != "image"}
         r.seconds = round(time.time() - t0, 2)
@@ -169,13 +169,13 @@ def build_meshes(params, scene, cfg: Optional[MeshConfig] = None, objects: Optio
     return out
 
 
-def _textured(params, mask, mesh, views, size: int, meta: Dict):
+def _textured(params, mask, mesh, views, size: int, meta: Dict, unwrap_iterations: int = 0):
     """Unwrap `mesh` (internal frame) and bake its albedo from `views` (mesh_for's renders). Returns the
     textured trimesh and {image, size, texels, seen_fraction, unwrap_s, bake_s}."""
     from ..render.sh import sh_to_rgb
 
     t0 = time.time()
-    vmap, f_uv, uv = unwrap(mesh.vertices, mesh.faces, size)
+    vmap, f_uv, uv = unwrap(mesh.vertices, mesh.faces, size, unwrap_iterations)
     t1 = time.time()
     verts = np.asarray(mesh.vertices)[vmap]
     bv = BakeViews(torch.stack([v[0] for v in views]), torch.stack([v[1] for v in views]),

@@ -21,9 +21,10 @@ class BakeViews:
     depth: Tensor  # [V, H, W] median depth where covered (alpha > threshold), 0 elsewhere
 
 
-def unwrap(vertices: np.ndarray, faces: np.ndarray, resolution: int = 1024):
+def unwrap(vertices: np.ndarray, faces: np.ndarray, resolution: int = 1024, iterations: int = 0):
     """xatlas charts + packing. vertices [N, 3], faces [F, 3] -> (vmapping [M] index into vertices,
-    faces [F, 3] into the M new vertices, uv [M, 2] in [0, 1]). Vertices on chart seams are duplicated."""
+    faces [F, 3] into the M new vertices, uv [M, 2] in [0, 1]). Vertices on chart seams are duplicated.
+    iterations: xatlas's chart optimisation passes (ChartOptions.max_iterations; MeshConfig.unwrap_iterations)."""
     import xatlas
 
     atlas = xatlas.Atlas()
@@ -33,7 +34,9 @@ def unwrap(vertices: np.ndarray, faces: np.ndarray, resolution: int = 1024):
     pack.padding = 2  # texels between charts, so bilinear lookups near a seam stay inside the chart
     pack.bilinear = True
     pack.blockAlign = True  # faster packing
-    atlas.generate(xatlas.ChartOptions(), pack)
+    charts = xatlas.ChartOptions()
+    charts.max_iterations = int(iterations)
+    atlas.generate(charts, pack)
     vmap, idx, uv = atlas[0]
     return vmap.astype(np.int64), idx.astype(np.int64), uv.astype(np.float32)
 
