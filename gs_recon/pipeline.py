@@ -93,7 +93,7 @@ def _train_and_write(scene_dir, scene, cfg: Config, out: Path, trainer, guidance
 
     main, sharded = dist.is_main(), trainer.sharded
     ckpt = out / "checkpoints" / "last.pt"
-    timings = {}
+    timings = {"setup_s": time.time() - t_start}  # scene loading, the prior's models, the initial Gaussians
     t0 = time.time()
     if live is not None:
         trainer.monitor = live.update

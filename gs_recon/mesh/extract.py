@@ -17,7 +17,7 @@ import torch
 from ..config import MeshConfig
 from ..errors import SceneError
 from ..geometry import orbit_viewmats, panorama_cameras, pinhole_K
-from ..render.api import render
+from ..render.api import render, use_gsplat_for
 from .simplify import decimate
 from .texture import BakeViews, bake, textured_mesh, unwrap
 from .tsdf import TSDFVolume, clean_mesh
@@ -49,7 +49,7 @@ def room_cameras(room: Dict, n: int, W: int, H: int):
 @torch.no_grad()
 def mesh_for(params, mask: torch.Tensor, scene, cfg: MeshConfig, resolution: int, is_object: bool = True,
              sh_degree: int = 0, keep_fraction: float = 0.5, keep_views: Optional[list] = None,
-             extra_views=None):
+             extra_views=None, view_batch: Optional[int] = None):
     """TSDF mesh (internal frame) of the Gaussians selected by mask [N] bool, or None.
     keep_views: a list that receives the fused renders as (viewmat [4,4], K [3,3], rgb [H,W,3], depth [H,W]
     with 0 = not covered), for baking a texture from the same views.
@@ -57,15 +57,24 @@ def mesh_for(params, mask: torch.Tensor, scene, cfg: MeshConfig, resolution: int
     is_object: add orbit views around the box; with cfg.object_mode "closed" also carve free space
     through the silhouettes and close the surface (a watertight solid), with "open" fuse only what the
     Gaussians render; otherwise (background) training views only, open surface, plus extra_views (viewmats
-    [V,4,4], Ks [V,3,3]: a completed room's inward views) when given."""
+    [V,4,4], Ks [V,3,3]: a completed room's inward views) when given.
+
+    Device: params on CUDA with gsplat usable -> gsplat renders (median depth from cuda_ext's kernel) and the
+    TSDF on the GPU, view_batch (default 8) views per render call; else our CPU rasterizer and the C++ TSDF,
+    one view per call by default. Marching cubes, cleaning and the silhouette fit run on the CPU."""
     if cfg.object_mode not in ("closed", "open"):
         raise SceneError(f"--mesh.object_mode {cfg.object_mode}: unknown; use closed or open")
     carve = is_object and cfg.object_mode == "closed"
-    sel = {k: v.detach().cpu()[mask] for k, v in params.items()}
+    # same definitions on both devices: tests/test_mesh.py::test_mesh_for_on_cuda_matches_cpu
+    dev = params["means"].device
+    on_gpu = use_gsplat_for("auto", dev)
+    if not on_gpu:
+        dev = torch.device("cpu")
+    sel = {k: v.detach()[mask.to(v.device)].to(dev) for k, v in params.items()}
     if sel["means"].shape[0] < 4:
         return None
-    pts = sel["means"].numpy()
-    op = torch.sigmoid(sel["opacities"]).numpy()
+    pts = sel["means"].cpu().numpy()
+    op = torch.sigmoid(sel["opacities"]).cpu().numpy()
     pts_w = pts[op > 0.1] if (op > 0.1).sum() > 10 else pts
     lo, hi = np.percentile(pts_w, 1, axis=0), np.percentile(pts_w, 99, axis=0)
     pad = (hi - lo) * cfg.box_pad + 1e-3
@@ -73,7 +82,7 @@ def mesh_for(params, mask: torch.Tensor, scene, cfg: MeshConfig, resolution: int
     voxel = float((hi - lo).max()) / resolution
     vms, Ks = scene.viewmats[scene.train_idx], scene.Ks[scene.train_idx]
     W, H = scene.width, scene.height
-    vol = TSDFVolume(lo, hi, voxel, cfg.trunc_voxels)
+    vol = TSDFVolume(lo, hi, voxel, cfg.trunc_voxels, device=dev)
     groups = [(vms, Ks, W, H)]
     if is_object and cfg.orbit_views > 0:
         ov, oK = orbit_cameras(lo, hi, scene.up.numpy(), cfg.orbit_views, W, H)
@@ -81,20 +90,26 @@ def mesh_for(params, mask: torch.Tensor, scene, cfg: MeshConfig, resolution: int
     if extra_views is not None:
         groups.append((extra_views[0], extra_views[1], W, H))
     sil = []  # silhouettes (alpha > threshold) of the fused views, for the iso-level of a closed object
-    for gv, gK, gw, gh in groups:
-        for i in range(gv.shape[0]):
-            out = render(sel, gv[[i]], gK[[i]], gw, gh, sh_degree=sh_degree, backend="cpu", median=True)
-            ok = out.alpha[0, ..., 0] > cfg.alpha_thresh
+    batch = view_batch or (8 if on_gpu else 1)  # views per render call
+    for g, (gv, gK, gw, gh) in enumerate(groups):
+        gv, gK = torch.as_tensor(gv, dtype=torch.float32), torch.as_tensor(gK, dtype=torch.float32)
+        for b in range(0, gv.shape[0], batch):
+            vm, K = gv[b:b + batch], gK[b:b + batch]  # [V,4,4], [V,3,3]
+            out = render(sel, vm.to(dev), K.to(dev), gw, gh, sh_degree=sh_degree, backend="auto" if on_gpu else "cpu",
+                         median=True, depth=False, normals=False)
+            ok = out.alpha[..., 0] > cfg.alpha_thresh  # [V,H,W]
+            med = out.median_depth[..., 0]
             # an object rendered alone: where it does not cover the pixel, the whole ray is free space
             # (depth = FREE carves it); the background has no such silhouette, its empty pixels carry no data
-            empty = torch.full_like(ok, FREE if carve else 0.0, dtype=torch.float32)
-            dep = torch.where(ok, out.median_depth[0, ..., 0], empty)
-            rgb = (out.rgb[0] / out.alpha[0].clamp(min=1e-3)).clamp(0, 1)
-            vol.integrate(dep, gK[i], gv[i], rgb)
-            if carve and gv is vms:  # the training views: where the photos constrained the silhouettes
-                sil.append((ok, gK[i], gv[i]))
-            if keep_views is not None:
-                keep_views.append((gv[i], gK[i], rgb, torch.where(ok, out.median_depth[0, ..., 0], torch.zeros_like(dep))))
+            dep = torch.where(ok, med, torch.full_like(med, FREE if carve else 0.0))
+            rgb = (out.rgb / out.alpha.clamp(min=1e-3)).clamp(0, 1)
+            vol.integrate(dep, K.to(dev), vm.to(dev), rgb)
+            ok, med, rgb = ok.cpu(), med.cpu(), rgb.cpu()
+            for j in range(vm.shape[0]):
+                if carve and g == 0:  # the training views: where the photos constrained the silhouettes
+                    sil.append((ok[j], K[j], vm[j]))
+                if keep_views is not None:
+                    keep_views.append((vm[j], K[j], rgb[j], torch.where(ok[j], med[j], torch.zeros_like(med[j]))))
     level = 0.0
     if carve and cfg.fit_silhouettes:
         level, _ = vol.silhouette_level(torch.stack([x[0] for x in sil]), torch.stack([x[1] for x in sil]),
