@@ -196,6 +196,8 @@ def _train_and_write(scene_dir, scene, cfg: Config, out: Path, trainer, guidance
         "steps": trainer.step,
         # model-free room completion (train/room.py): planes, the room's box (internal frame), counts
         **({"room": trainer.extra["room"]} if "room" in trainer.extra else {}),
+        # monocular depth priors aligned across the training views (train/depth_align.py): used?, residual, maps
+        **({"depth_alignment": trainer.depth_alignment} if trainer.depth_alignment else {}),
     }
     write_manifest(out, manifest)
     manifest["out_dir"] = str(out)

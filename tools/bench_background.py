@@ -35,7 +35,7 @@ from bench_synthetic import _run, mean, scenes  # noqa: E402  (same scenes and r
 
 OFF = {"train.sfm_depth_lambda": 0, "train.flatten_lambda": 0, "train.depth_normal_lambda": 0,
        "background.completion": "off", "background.snap_seen": "false", "background.drop_unseen": "true",
-       "background.one_view_to_room": "true"}
+       "background.one_view_to_room": "true", "train.depth_align": "true"}
 # (row name, settings over OFF, needs the scene's monocular priors); every term is set explicitly so a row
 # measures the same thing whatever the defaults are
 VARIANTS = (

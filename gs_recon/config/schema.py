@@ -67,6 +67,10 @@ class TrainConfig:
     # DP-Recon's weights: depth 0.1 (scale/shift-invariant), normal 0.05 on L1 + (1 - cos). 0 turns one off
     depth_lambda: float = 0.1
     normal_lambda: float = 0.05
+    # align the monocular depth priors across the training views once, before training (train/depth_align.py:
+    # the posed views fix each prior's scale and shift), and hold those maps fixed; false: MonoSDF's per-step
+    # scale/shift fit to the render, which absorbs the render's errors (docs/BENCHMARKS.md)
+    depth_align: bool = True
     scale_reg_lambda: float = 0.01  # penalise scales larger than scale_reg_max (fraction of scene extent)
     scale_reg_max: float = 0.05  # ours: 5% of the scene extent
     # surface terms on the background (docs/BENCHMARKS.md, "Background benchmark", has their ablation):

@@ -31,22 +31,27 @@ def mask_loss(object_alpha: Tensor, instance: Tensor) -> Tensor:
     return obj_term + bg_term
 
 
-def depth_prior_loss(depth: Tensor, prior: Tensor, mask: Tensor) -> Tensor:
-    """Scale/shift-invariant depth loss (MonoSDF / DP-Recon use one for monocular depth): fit the prior to
-    the rendered depth by least squares on the mask, then L1. depth, prior [C,H,W]; mask [C,H,W] bool;
-    prior NaN = no prior there (MonoSDF's invalid-depth masks)."""
+def depth_prior_loss(depth: Tensor, prior: Tensor, mask: Tensor, affine: Optional[Tensor] = None) -> Tensor:
+    """Monocular depth prior loss, L1 between the rendered depth and the prior mapped to depth by a per-view
+    affine map. depth, prior [C,H,W]; mask [C,H,W] bool; prior NaN = no prior there (MonoSDF's invalid-depth
+    masks). affine [C,2] (a, b: depth = a prior + b, from train/depth_align.py, fixed for the run) or None:
+    MonoSDF / DP-Recon's scale/shift-invariant form, the map fitted to the render by least squares on the
+    mask at every step."""
     losses = []
-    for d, p, m in zip(depth, prior, mask & torch.isfinite(prior)):
+    for c, (d, p, m) in enumerate(zip(depth, prior, mask & torch.isfinite(prior))):
         if m.sum() < 10:
             continue
         x, y = p[m], d[m]
-        # least squares y ~ a x + b in closed form (float64 sums): torch.linalg.lstsq goes through
-        # multi-threaded LAPACK, whose results differed run to run and made training irreproducible
-        xd, yd = x.detach().double(), y.detach().double()
-        n, sx, sy, sxx, sxy = xd.numel(), xd.sum(), yd.sum(), (xd * xd).sum(), (xd * yd).sum()
-        det = n * sxx - sx * sx
-        a = (n * sxy - sx * sy) / det if det > 1e-12 else xd.new_zeros(())
-        b = (sy - a * sx) / n
+        if affine is not None:
+            a, b = affine[c, 0], affine[c, 1]
+        else:
+            # least squares y ~ a x + b in closed form (float64 sums): torch.linalg.lstsq goes through
+            # multi-threaded LAPACK, whose results differed run to run and made training irreproducible
+            xd, yd = x.detach().double(), y.detach().double()
+            n, sx, sy, sxx, sxy = xd.numel(), xd.sum(), yd.sum(), (xd * xd).sum(), (xd * yd).sum()
+            det = n * sxx - sx * sx
+            a = (n * sxy - sx * sy) / det if det > 1e-12 else xd.new_zeros(())
+            b = (sy - a * sx) / n
         losses.append((a.float() * x + b.float() - y).abs().mean())
     return torch.stack(losses).mean() if losses else depth.new_zeros(())
 

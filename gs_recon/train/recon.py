@@ -101,12 +101,43 @@ class Trainer:
             labels = vote_labels(scene.points, inst, vm, K, scene.n_labels) if inst is not None else None
             targets = sparse_depth_targets(scene.points, vm, K, scene.width, scene.height, labels=labels, instance=inst)
             self.sfm_targets = {i: (pix.to(self.device), z.to(self.device)) for i, (pix, z) in zip(tr, targets)}
+        # per-view affine maps of the monocular depth priors [n_views,2] (train.depth_align), None: fitted per step
+        self.depth_affine: Optional[Tensor] = None
+        self.depth_alignment: Optional[Dict[str, Any]] = None  # what the alignment found (the manifest's)
+        if self.depth_prior is not None and cfg.train.depth_lambda > 0 and cfg.train.depth_align:
+            self._align_depth_priors(scene)
         self.history: List[Dict[str, float]] = []
         self.extra_keys: tuple = ()  # the last step's extra_losses() keys (the prior stages' terms), for fit()'s bar
         # called as monitor(trainer, stage, metrics, total) after every step of fit() (the live viewer)
         self.monitor: Optional[Callable[["Trainer", str, Dict[str, float], int], None]] = None
 
     # ------------------------------------------------------------------ setup
+    def _align_depth_priors(self, scene, max_residual: float = 0.05) -> None:
+        """train.depth_align: the training views' depth priors aligned to each other once (depth_align.py);
+        the maps are used when the views agree (median relative residual <= max_residual), else the
+        per-step fit stays, with a warning."""
+        from .depth_align import align_depth_priors
+
+        t0 = time.time()
+        tr = scene.train_idx
+        res = align_depth_priors(scene.depth_prior[tr], scene.viewmats[tr], scene.Ks[tr])
+        info: Dict[str, Any] = {"seconds": round(time.time() - t0, 2), "views": len(tr)}
+        if res is None or not res.residual <= max_residual:
+            info["used"] = False
+            log.warning("depth priors: the training views do not agree under any per-view scale/shift (%s); "
+                        "fitting them to the render every step instead (train.depth_align)",
+                        "too little overlap" if res is None else f"median residual {res.residual:.1%}")
+        else:
+            aff = torch.full((scene.viewmats.shape[0], 2), float("nan"), dtype=torch.float32)
+            aff[tr] = res.affine.float().cpu()
+            self.depth_affine = aff.to(self.device)
+            info.update(used=True, residual=round(res.residual, 5), pixels=res.pixels,
+                        scale=[round(float(x), 5) for x in res.affine[:, 0]],
+                        shift=[round(float(x), 5) for x in res.affine[:, 1]])
+            log.info("depth priors aligned across %d views in %.1f s (median residual %.2f%%)", len(tr),
+                     info["seconds"], 100 * res.residual)
+        self.depth_alignment = info
+
     def _make_optimizers(self):
         t = self.cfg.train
         lrs = {"means": t.lr_means * self.scene_scale, "scales": t.lr_scales, "quats": t.lr_quats,
@@ -196,7 +227,8 @@ class Trainer:
         use_depth, use_normals = self._priors()
         fg = out.alpha[..., 0] > 0.5
         if use_depth:
-            losses["depth"] = t.depth_lambda * depth_prior_loss(out.depth[..., 0], _take(self.depth_prior, idx), fg)
+            aff = _take(self.depth_affine, idx) if self.depth_affine is not None else None
+            losses["depth"] = t.depth_lambda * depth_prior_loss(out.depth[..., 0], _take(self.depth_prior, idx), fg, aff)
         if use_normals:
             losses["normal"] = t.normal_lambda * normal_prior_loss(out.normals, _take(self.normal_prior, idx), fg)
         # surface terms, on the background (the objects' closed meshes come from carving): depth-normal
