@@ -95,7 +95,8 @@ def mesh_for(params, mask: torch.Tensor, scene, cfg: MeshConfig, resolution: int
         gv, gK = torch.as_tensor(gv, dtype=torch.float32), torch.as_tensor(gK, dtype=torch.float32)
         for b in range(0, gv.shape[0], batch):
             vm, K = gv[b:b + batch], gK[b:b + batch]  # [V,4,4], [V,3,3]
-            out = render(sel, vm.to(dev), K.to(dev), gw, gh, sh_degree=sh_degree, backend="auto" if on_gpu else "cpu",
+            vm_d, K_d = vm.to(dev), K.to(dev)
+            out = render(sel, vm_d, K_d, gw, gh, sh_degree=sh_degree, backend="auto" if on_gpu else "cpu",
                          median=True, depth=False, normals=False)
             ok = out.alpha[..., 0] > cfg.alpha_thresh  # [V,H,W]
             med = out.median_depth[..., 0]
@@ -103,13 +104,14 @@ def mesh_for(params, mask: torch.Tensor, scene, cfg: MeshConfig, resolution: int
             # (depth = FREE carves it); the background has no such silhouette, its empty pixels carry no data
             dep = torch.where(ok, med, torch.full_like(med, FREE if carve else 0.0))
             rgb = (out.rgb / out.alpha.clamp(min=1e-3)).clamp(0, 1)
-            vol.integrate(dep, K.to(dev), vm.to(dev), rgb)
-            ok, med, rgb = ok.cpu(), med.cpu(), rgb.cpu()
+            vol.integrate(dep, K_d, vm_d, rgb)
+            ok, rgb = ok.cpu(), rgb.cpu()
+            covered = torch.where(ok, med, torch.zeros_like(med)).cpu()  # median depth, 0 = not covered
             for j in range(vm.shape[0]):
                 if carve and g == 0:  # the training views: where the photos constrained the silhouettes
                     sil.append((ok[j], K[j], vm[j]))
                 if keep_views is not None:
-                    keep_views.append((vm[j], K[j], rgb[j], torch.where(ok[j], med[j], torch.zeros_like(med[j]))))
+                    keep_views.append((vm[j], K[j], rgb[j], covered[j]))
     level = 0.0
     if carve and cfg.fit_silhouettes:
         level, _ = vol.silhouette_level(torch.stack([x[0] for x in sil]), torch.stack([x[1] for x in sil]),

@@ -111,7 +111,7 @@ def align_depth_priors(prior: Tensor, viewmats: Tensor, Ks: Tensor, init: Option
             return loss
 
         opt.step(closure)
-        it += opt.state[opt._params[0]]["n_iter"]
+        it += opt.state[theta]["n_iter"]
     with torch.no_grad():
         ab = to_ab(theta)
         r, valid = residuals(ab)
