@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from gs_recon.data.scene import load_scene
-from gs_recon.data.synthetic import make_scene
+from gs_recon.data.synthetic import make_scene, monocular_like_depth
 from gs_recon.train.depth_align import align_depth_priors
 
 
@@ -43,6 +43,39 @@ def test_alignment_recovers_each_views_scale_and_shift(dprecon_scene):
     assert float(rel.median()) < 0.01 and float(rel.quantile(0.95)) < 0.02, (rel.median(), rel.quantile(0.95))
 
 
+def test_monocular_like_errors_have_the_intended_size(dprecon_scene):
+    """The synthetic monocular errors at level 0.08: after each view's best affine fit to the truth a mean
+    relative error of 3-7% (published monocular estimators: AbsRel 0.04-0.1); level 0: exact up to the map."""
+    true = dprecon_scene.depth_prior[dprecon_scene.train_idx].numpy()
+    for level, lo, hi in ((0.0, 0.0, 1e-4), (0.08, 0.03, 0.07)):
+        p = monocular_like_depth(true, level, seed=0)
+        errs = []
+        for v in range(len(true)):
+            m = true[v] > 0
+            A = torch.stack([torch.from_numpy(p[v][m]).double(), torch.ones(int(m.sum()), dtype=torch.float64)], -1)
+            z = torch.from_numpy(true[v][m]).double()
+            fit = A @ torch.linalg.lstsq(A, z[:, None]).solution[:, 0]
+            errs.append((fit - z).abs() / z)
+        err = float(torch.cat(errs).mean())
+        assert lo <= err <= hi, (level, err)
+        assert ((p > 0) == (true > 0)).all()  # no prior where there is no surface
+
+
+def test_alignment_residual_tracks_the_priors_error(dprecon_scene):
+    """The residual the trainer gates on (train.depth_align_max_residual, 3.5%) grows with the priors' error:
+    monocular-like errors at level 0.02 stay under it, at level 0.08 (~5% after the best affine fit, where
+    held maps lose to the per-step fit on the background benchmark) go over it."""
+    s = dprecon_scene
+    tr = s.train_idx
+    true = s.depth_prior[tr].numpy()
+    res = {}
+    for level in (0.02, 0.08):
+        p = torch.from_numpy(monocular_like_depth(true, level, seed=0))
+        r = align_depth_priors(torch.where(p > 0, p, torch.full_like(p, float("nan"))), s.viewmats[tr], s.Ks[tr])
+        res[level] = r.residual
+    assert res[0.02] < 0.035 < res[0.08], res
+
+
 def test_inconsistent_priors_are_not_aligned_and_training_falls_back(dprecon_scene):
     """Priors that no per-view map makes agree (each view's depth shuffled) give a large residual; the
     trainer then keeps the per-step fit and says so. Consistent priors: the trainer holds the found maps."""
@@ -64,6 +97,7 @@ def test_inconsistent_priors_are_not_aligned_and_training_falls_back(dprecon_sce
     s_bad = type(s)(**{**s.__dict__, "depth_prior": shuffled})
     tr_bad = Trainer(s_bad, cfg)
     assert tr_bad.depth_alignment["used"] is False and tr_bad.depth_affine is None
+    assert tr_bad.depth_alignment["residual"] > cfg.train.depth_align_max_residual
     off = Trainer(s, load_config("configs/tiny_cpu.yaml", ["train.iterations=10", "train.depth_align=false"]))
     assert off.depth_alignment is None and off.depth_affine is None
 

@@ -68,9 +68,12 @@ class TrainConfig:
     depth_lambda: float = 0.1
     normal_lambda: float = 0.05
     # align the monocular depth priors across the training views once, before training (train/depth_align.py:
-    # the posed views fix each prior's scale and shift), and hold those maps fixed; false: MonoSDF's per-step
-    # scale/shift fit to the render, which absorbs the render's errors (docs/BENCHMARKS.md)
+    # the posed views fix each prior's scale and shift), and hold those maps fixed when the views agree within
+    # depth_align_max_residual (median relative disagreement: ~ the priors' own error); else, and with false,
+    # MonoSDF's per-step scale/shift fit to the render. Held maps beat the per-step fit only for accurate
+    # priors (prims3: 2.4% error yes, 4.9% no; docs/BENCHMARKS.md)
     depth_align: bool = True
+    depth_align_max_residual: float = 0.035
     scale_reg_lambda: float = 0.01  # penalise scales larger than scale_reg_max (fraction of scene extent)
     scale_reg_max: float = 0.05  # ours: 5% of the scene extent
     # surface terms on the background (docs/BENCHMARKS.md, "Background benchmark", has their ablation):

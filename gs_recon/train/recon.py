@@ -112,26 +112,33 @@ class Trainer:
         self.monitor: Optional[Callable[["Trainer", str, Dict[str, float], int], None]] = None
 
     # ------------------------------------------------------------------ setup
-    def _align_depth_priors(self, scene, max_residual: float = 0.05) -> None:
+    def _align_depth_priors(self, scene) -> None:
         """train.depth_align: the training views' depth priors aligned to each other once (depth_align.py);
-        the maps are used when the views agree (median relative residual <= max_residual), else the
-        per-step fit stays, with a warning."""
+        the maps are held when the views agree (median relative residual <= train.depth_align_max_residual),
+        else the per-step fit stays, with a note of why."""
         from .depth_align import align_depth_priors
 
         t0 = time.time()
         tr = scene.train_idx
         res = align_depth_priors(scene.depth_prior[tr], scene.viewmats[tr], scene.Ks[tr])
         info: Dict[str, Any] = {"seconds": round(time.time() - t0, 2), "views": len(tr)}
-        if res is None or not res.residual <= max_residual:
+        if res is not None:
+            info["residual"] = round(res.residual, 5)
+        limit = self.cfg.train.depth_align_max_residual
+        if res is None or not res.residual <= limit:
             info["used"] = False
-            log.warning("depth priors: the training views do not agree under any per-view scale/shift (%s); "
-                        "fitting them to the render every step instead (train.depth_align)",
-                        "too little overlap" if res is None else f"median residual {res.residual:.1%}")
+            if res is None:
+                log.warning("depth priors: too little overlap between the training views to align them; fitting "
+                            "them to the render every step instead")
+            else:
+                log.info("depth priors: the training views agree only to %.1f%% (train.depth_align_max_residual "
+                         "%.1f%%); fitting them to the render every step instead, the better choice for priors "
+                         "this inexact", 100 * res.residual, 100 * limit)
         else:
             aff = torch.full((scene.viewmats.shape[0], 2), float("nan"), dtype=torch.float32)
             aff[tr] = res.affine.float().cpu()
             self.depth_affine = aff.to(self.device)
-            info.update(used=True, residual=round(res.residual, 5), pixels=res.pixels,
+            info.update(used=True, pixels=res.pixels,
                         scale=[round(float(x), 5) for x in res.affine[:, 0]],
                         shift=[round(float(x), 5) for x in res.affine[:, 1]])
             log.info("depth priors aligned across %d views in %.1f s (median residual %.2f%%)", len(tr),
