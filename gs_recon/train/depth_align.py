@@ -44,7 +44,7 @@ class DepthAlignment:
 def _sample(maps: Tensor, view: Tensor, g: Tensor) -> Tensor:
     """Bilinear lookups: pair q's points g[q] [S,1,2] in maps[view[q]] (maps [C,ch,H,W]) -> [Q,ch,S]; one
     lookup per view, so no [Q,ch,H,W] copy of the maps is made (differentiable in g)."""
-    Q, S = g.shape[:2]
+    S = g.shape[1]
     order = torch.argsort(view, stable=True)
     parts = []
     for v in torch.unique(view).tolist():
