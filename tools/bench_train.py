@@ -80,12 +80,16 @@ def fixed_gaussians(tr, n: int, seed: int = 0) -> None:
     tr.params = create_params(pts, cols, labs, m.sh_degree, m.init_opacity, m.init_scale, tr.device)
     tr.set_trainable(PARAM_KEYS)
     tr._make_optimizers()
-    tr._make_strategy()
+    if hasattr(tr, "densifier"):  # fresh densification statistics for the new Gaussians
+        tr.densifier.reset()
+    else:  # an older gs_recon (a same-machine baseline in .baseline/, tools/gpu_check.sh) kept it in Trainer
+        tr._make_strategy()
 
 
 def time_steps(tr, steps: int, warmup: int, label: str, step_fn=None) -> float:
     """ms per step over `steps` steps after `warmup` (Trainer.fit, device synchronised at both ends)."""
-    tr.fit(tr.step + warmup, progress=False, stage=label, step_fn=step_fn)
+    if warmup:
+        tr.fit(tr.step + warmup, progress=False, stage=label, step_fn=step_fn)
     _sync(tr.device)
     t0 = time.perf_counter()
     tr.fit(tr.step + steps, progress=False, stage=label, step_fn=step_fn)

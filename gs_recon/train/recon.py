@@ -368,7 +368,7 @@ class Trainer:
         step_fn(gen) does one step (default: reconstruction). Ctrl-C saves a checkpoint and re-raises."""
         from ..progress import make_progress
 
-        total = iterations or self.cfg.train.iterations
+        total = self.cfg.train.iterations if iterations is None else iterations
         from .. import dist
 
         # each rank its own view sequence (the same one in a single process); a run resumed from a
