@@ -67,6 +67,16 @@ def test_psnr_ssim_match_scikit_image():
     assert s == pytest.approx(ref, abs=1e-6)
 
 
+
+def test_ssim_gradient_matches_finite_differences():
+    """D-SSIM is a training loss: its gradient (one stacked depthwise convolution) against central differences,
+    in float64, on a 13x12 image (2 x 3 window positions)."""
+    g = torch.Generator().manual_seed(0)
+    gt = torch.rand(1, 12, 13, 3, dtype=torch.float64, generator=g)
+    pred = (gt + 0.1 * torch.randn(gt.shape, dtype=torch.float64, generator=g)).requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda p: ssim(p, gt), (pred,), eps=1e-6, atol=1e-7)
+    assert float(ssim(gt, gt)) == pytest.approx(1.0, abs=1e-12)
+
 def test_visible_side_restriction():
     """A box seen from +x only: its -x face is invisible; a prediction missing that face is perfect on
     the visible side and incomplete overall."""

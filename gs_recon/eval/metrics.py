@@ -26,19 +26,32 @@ def _gauss_window(size: int = 11, sigma: float = 1.5, dtype=torch.float32, devic
     return g[:, None] * g[None, :]
 
 
+_WINDOWS: dict = {}
+
+
+def _window(channels: int, size: int, sigma: float, dtype, device) -> Tensor:
+    """The depthwise conv2d weight [channels, 1, size, size], built once per (channels, size, sigma, dtype, device)
+    (the training step calls SSIM every step; rebuilding it was a dozen small ops each time)."""
+    key = (channels, size, sigma, dtype, str(device))
+    w = _WINDOWS.get(key)
+    if w is None:
+        w = _WINDOWS[key] = _gauss_window(size, sigma, dtype, device)[None, None].repeat(channels, 1, 1, 1)
+    return w
+
+
 def ssim_map(pred: Tensor, gt: Tensor, size: int = 11, sigma: float = 1.5) -> Tensor:
-    """pred, gt [B, H, W, 3] -> SSIM map [B, H', W', 3] (valid convolution, no padding)."""
+    """pred, gt [B, H, W, 3] -> SSIM map [B, H', W', 3] (valid convolution, no padding). The five local
+    statistics (means of x, y, x^2, y^2, xy) come from one depthwise convolution of the stacked maps (one kernel
+    forward and one backward, where five separate convolutions were five each)."""
     x = pred.permute(0, 3, 1, 2)
-    y = gt.permute(0, 3, 1, 2)
+    y = gt.permute(0, 3, 1, 2).to(x.dtype)
     Cn = x.shape[1]
-    w = _gauss_window(size, sigma, x.dtype, x.device)[None, None].repeat(Cn, 1, 1, 1)
-    mu_x = F.conv2d(x, w, groups=Cn)
-    mu_y = F.conv2d(y, w, groups=Cn)
-    sxx = F.conv2d(x * x, w, groups=Cn) - mu_x**2
-    syy = F.conv2d(y * y, w, groups=Cn) - mu_y**2
-    sxy = F.conv2d(x * y, w, groups=Cn) - mu_x * mu_y
+    stats = F.conv2d(torch.cat([x, y, x * x, y * y, x * y], dim=1), _window(5 * Cn, size, sigma, x.dtype, x.device),
+                     groups=5 * Cn)
+    mu_x, mu_y, exx, eyy, exy = stats.split(Cn, dim=1)
+    mxx, myy, mxy = mu_x * mu_x, mu_y * mu_y, mu_x * mu_y
     c1, c2 = 0.01**2, 0.03**2
-    m = ((2 * mu_x * mu_y + c1) * (2 * sxy + c2)) / ((mu_x**2 + mu_y**2 + c1) * (sxx + syy + c2))
+    m = ((2 * mxy + c1) * (2 * (exy - mxy) + c2)) / ((mxx + myy + c1) * ((exx - mxx) + (eyy - myy) + c2))
     return m.permute(0, 2, 3, 1)
 
 
