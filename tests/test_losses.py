@@ -1,7 +1,9 @@
-"""Surface terms of stage 1 (train/losses.py): depth-normal consistency, flattening, depth continuity."""
+"""Stage 1's losses (train/losses.py): surface terms (depth-normal consistency, flattening, depth continuity),
+sparse SfM depth, and the monocular prior losses' missing readings."""
 import math
 
 import numpy as np
+import pytest
 import torch
 
 from gs_recon.gaussians.model import create_params
@@ -181,3 +183,31 @@ def test_trainer_sparse_sfm_depth_keeps_the_depth_on_the_points():
         free = out.object_alpha[..., 1:].sum(-1) < 0.05
         errs[lam] = float(sparse_depth_loss(out.depth, [targets[i] for i in scene.train_idx], where=free))
     assert errs[0.5] < 0.7 * errs[0.0], errs
+
+
+def test_prior_losses_skip_missing_readings():
+    """A depth prior of 0 (sensor depth's 'no reading', e.g. ScanNet's) or an all-zero normal is no prior, the
+    same as NaN: the loss, its per-step affine fit and its gradient are those of the prior without those pixels.
+    Before, the zeros entered the least-squares fit and the L1 (the cross-view alignment already skipped them)."""
+    from gs_recon.train.losses import depth_prior_loss, normal_prior_loss
+
+    g = torch.Generator().manual_seed(0)
+    prior = 1 + torch.rand(2, 12, 12, generator=g)
+    depth = (0.7 * prior + 0.2 + 0.05 * torch.randn(2, 12, 12, generator=g)).requires_grad_(True)
+    mask = torch.ones(2, 12, 12, dtype=torch.bool)
+    hole = torch.zeros(2, 12, 12, dtype=torch.bool)
+    hole[0, :5] = True
+    hole[1, :, 7:] = True
+    zeros, nans = prior.masked_fill(hole, 0.0), prior.masked_fill(hole, float("nan"))
+    for aff in (None, torch.tensor([[0.7, 0.2], [0.7, 0.2]])):
+        lz = depth_prior_loss(depth, zeros, mask, aff)
+        ln = depth_prior_loss(depth, nans, mask, aff)
+        gz, = torch.autograd.grad(lz, depth)
+        gn, = torch.autograd.grad(ln, depth)
+        assert float(lz.detach()) == pytest.approx(float(ln.detach()), rel=1e-6) and float(ln.detach()) < 0.1
+        assert torch.allclose(gz, gn) and float(gz[hole].abs().max()) == 0.0
+    n = torch.nn.functional.normalize(torch.randn(2, 12, 12, 3, generator=g), dim=-1)
+    pn = n.masked_fill(hole[..., None], 0.0)
+    assert float(normal_prior_loss(n, pn, mask)) < 1e-6
+    assert float(normal_prior_loss(n, pn, mask)) == pytest.approx(
+        float(normal_prior_loss(n, n.masked_fill(hole[..., None], float("nan")), mask)), abs=1e-7)

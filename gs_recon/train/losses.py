@@ -33,12 +33,13 @@ def mask_loss(object_alpha: Tensor, instance: Tensor) -> Tensor:
 
 def depth_prior_loss(depth: Tensor, prior: Tensor, mask: Tensor, affine: Optional[Tensor] = None) -> Tensor:
     """Monocular depth prior loss, L1 between the rendered depth and the prior mapped to depth by a per-view
-    affine map. depth, prior [C,H,W]; mask [C,H,W] bool; prior NaN = no prior there (MonoSDF's invalid-depth
-    masks). affine [C,2] (a, b: depth = a prior + b, from train/depth_align.py, fixed for the run) or None:
+    affine map. depth, prior [C,H,W]; mask [C,H,W] bool; prior NaN or <= 0 = no prior there (MonoSDF's
+    invalid-depth masks; the 0 that sensor depth such as ScanNet's writes where it has no reading; the
+    cross-view alignment in train/depth_align.py skips the same pixels). affine [C,2] (a, b: depth = a prior + b, from train/depth_align.py, fixed for the run) or None:
     MonoSDF / DP-Recon's scale/shift-invariant form, the map fitted to the render by least squares on the
     mask at every step."""
     losses = []
-    for c, (d, p, m) in enumerate(zip(depth, prior, mask & torch.isfinite(prior))):
+    for c, (d, p, m) in enumerate(zip(depth, prior, mask & torch.isfinite(prior) & (prior > 0))):
         if m.sum() < 10:
             continue
         x, y = p[m], d[m]
@@ -58,8 +59,8 @@ def depth_prior_loss(depth: Tensor, prior: Tensor, mask: Tensor, affine: Optiona
 
 def normal_prior_loss(normals: Tensor, prior: Tensor, mask: Tensor) -> Tensor:
     """MonoSDF / DP-Recon's normal loss, L1 + (1 - cos), between rendered [C,H,W,3] and prior normals (both
-    unit, OpenCV camera frame, facing the camera), on mask [C,H,W]; prior NaN = no prior there."""
-    mask = mask & torch.isfinite(prior).all(-1)
+    unit, OpenCV camera frame, facing the camera), on mask [C,H,W]; prior NaN or all zero = no prior there."""
+    mask = mask & torch.isfinite(prior).all(-1) & (prior.abs().sum(-1) > 0)
     if not mask.any():
         return normals.new_zeros(())
     n, p = F.normalize(normals[mask], dim=-1), F.normalize(prior[mask], dim=-1)
