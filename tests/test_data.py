@@ -32,6 +32,28 @@ def test_transforms_scene_reads_its_point_cloud(tmp_path):
     assert load_scene(root).points is None  # a Blender scene without points, as before
 
 
+
+def test_depth_prior_holes_do_not_blend_when_resized(tmp_path):
+    """A depth prior with holes (0: sensor depth's 'no reading'), loaded at half size: the holes stay holes
+    (NaN) and no depth near them is pulled toward 0 by the resize; elsewhere the depth is the resized map."""
+    from gs_recon.data.synthetic import make_scene
+
+    root = make_scene(tmp_path / "s", n_objects=1, views=4, width=48, height=36, priors=True, n_points=200)
+    f = next(f for f in sorted((root / "depth").glob("*.npy")) if (np.load(f) > 0).all())  # sees no open side
+    before = load_scene(root, DataConfig(downscale=2))
+    v = next(k for k, n in enumerate(before.image_names) if n.startswith(f.stem))
+    d = np.load(f)
+    d[10:20, 12:30] = 0.0
+    np.save(f, d)
+    p = load_scene(root, DataConfig(downscale=2)).depth_prior[v]
+    assert p.shape == (18, 24)
+    assert bool(torch.isnan(p[5:10, 6:15]).all())  # the hole, at half size
+    ok = torch.isfinite(p)
+    assert ok.float().mean() > 0.6 and float(p[ok].min()) >= float(d[d > 0].min()) - 1e-4, float(p[ok].min())
+    far = torch.ones_like(ok)
+    far[3:12, 4:17] = False  # the hole and the resize filter's reach around it
+    assert torch.allclose(p[far], before.depth_prior[v][far])
+
 def test_synthetic_sfm_points_lie_only_where_two_photos_look(tmp_path):
     """The generator's SfM-like points are what COLMAP could triangulate from the training photos: each one on
     a surface two training views see unoccluded (checked against the ray-cast depth maps the scene ships),
@@ -174,10 +196,10 @@ def test_distorted_camera_is_undistorted(tmp_path, model, cam_scale):
     img = np.clip(255 * (4.0 - r) / 1.5, 0, 255).astype(np.uint8)  # a soft-edged disc of radius ~3.3 px
     Image.fromarray(np.stack([img] * 3, -1)).save(d / "images" / "a.png")
     Image.fromarray(np.stack([img] * 3, -1)).save(d / "images" / "b.png")
-    (d / "depth").mkdir()  # a monocular prior estimated on the distorted photos, at half their size
-    for n in ("a", "b"):
-        np.save(d / "depth" / f"{n}.npy", np.asarray(Image.fromarray(img.astype(np.float32), mode="F")
-                                                      .resize((W // 2, H // 2), Image.BILINEAR)))
+    (d / "depth").mkdir()  # a monocular prior estimated on the distorted photos, at half their size (1 + the
+    for n in ("a", "b"):  # disc: 0 would be "no reading")
+        np.save(d / "depth" / f"{n}.npy", 1 + np.asarray(Image.fromarray(img.astype(np.float32), mode="F")
+                                                          .resize((W // 2, H // 2), Image.BILINEAR)))
     lab = (r < 8.0).astype(np.uint8)
     Image.fromarray(lab).save(d / "instance" / "a.png")
     Image.fromarray(lab).save(d / "instance" / "b.png")
@@ -200,7 +222,7 @@ def test_distorted_camera_is_undistorted(tmp_path, model, cam_scale):
     got_m = np.array([xx[m].mean(), yy[m].mean()])
     assert np.abs(got_m - want).max() < 0.3, (got_m, want)
     assert abs(m.sum() - np.pi * 64) < 0.1 * np.pi * 64  # a disc of radius 8, not a smeared blob
-    dp = s.depth_prior[0].numpy()
+    dp = np.nan_to_num(s.depth_prior[0].numpy() - 1)  # NaN: rays the distorted prior did not cover
     got_d = np.array([(dp * xx).sum(), (dp * yy).sum()]) / dp.sum()
     assert np.abs(got_d - want).max() < 0.3, (got_d, want)
 

@@ -434,14 +434,28 @@ def _load_priors(d: Path, frames, sizes, size, ch: int, key: str) -> Optional[Te
             a = a * 2.0 - 1.0
         if ch == 1 and a.ndim == 3:
             a = a[..., 0] if a.shape[-1] == 1 else a[0]
+        is_depth = ch == 1 and key == "depth_path"  # its holes must not blend into the depths around them
+        resample = _resample_depth if is_depth else (lambda x, fn: fn(x))  # noqa: E731
         if np.any(fr.dist != 0):  # estimated on the distorted photo: same resampling as the photo
             h0, w0 = fr.file_size
             K = fr.K_file * np.array([[a.shape[1] / w0], [a.shape[0] / h0], [1.0]])
-            a = undistort(a, K, fr.dist)
-        a = _resize(a, sizes[i], nearest=False)
+            a = resample(a, lambda x: undistort(x, K, fr.dist))
+        a = resample(a, lambda x: _resize(x, sizes[i], nearest=False))
         ox, oy = fr.crop
         out.append(a[oy : oy + H, ox : ox + W])
     return torch.from_numpy(np.stack(out)).float()
+
+
+def _resample_depth(a: np.ndarray, fn) -> np.ndarray:
+    """Resample a depth prior [H, W] with fn (a bilinear resize or undistortion) without letting its holes
+    (NaN, or <= 0: sensor depth's 'no reading') blend into the depths around them: the depth and its validity
+    are resampled alike, and only pixels drawn wholly from valid ones keep a depth (the rest are NaN)."""
+    valid = np.isfinite(a) & (a > 0)
+    if valid.all():
+        return fn(a)
+    w = fn(valid.astype(np.float32))
+    d = fn(np.where(valid, a, 0.0).astype(np.float32))
+    return np.where(w > 0.999, d / np.maximum(w, 1e-6), np.nan).astype(np.float32)
 
 
 def _split(root: Path, names: List[str], split, test_every: int):
