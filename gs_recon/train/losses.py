@@ -35,9 +35,9 @@ def depth_prior_loss(depth: Tensor, prior: Tensor, mask: Tensor, affine: Optiona
     """Monocular depth prior loss, L1 between the rendered depth and the prior mapped to depth by a per-view
     affine map. depth, prior [C,H,W]; mask [C,H,W] bool; prior NaN or <= 0 = no prior there (MonoSDF's
     invalid-depth masks; the 0 that sensor depth such as ScanNet's writes where it has no reading; the
-    cross-view alignment in train/depth_align.py skips the same pixels). affine [C,2] (a, b: depth = a prior + b, from train/depth_align.py, fixed for the run) or None:
-    MonoSDF / DP-Recon's scale/shift-invariant form, the map fitted to the render by least squares on the
-    mask at every step."""
+    cross-view alignment in train/depth_align.py skips the same pixels). affine [C,2] (a, b: depth =
+    a prior + b, from train/depth_align.py, fixed for the run) or None: MonoSDF / DP-Recon's
+    scale/shift-invariant form, the map fitted to the render by least squares on the mask at every step."""
     losses = []
     for c, (d, p, m) in enumerate(zip(depth, prior, mask & torch.isfinite(prior) & (prior > 0))):
         if m.sum() < 10:
