@@ -1,6 +1,6 @@
-"""The benchmarks tools/gpu_check.sh runs on a lent GPU, run here on the CPU at toy size, so that a GPU session's
-few minutes are not lost to a benchmark that no longer runs against the library (bench_train.py once called a
-Trainer method that had moved into train/strategy.py, and nothing noticed)."""
+"""The benchmarks tools/gpu_check.sh runs on a lent GPU, and the CPU rasterizer's, run here on the CPU at toy
+size, so that a GPU session's few minutes are not lost to a benchmark that no longer runs against the library
+(bench_train.py once called a Trainer method that had moved into train/strategy.py, and nothing noticed)."""
 import json
 import math
 import re
@@ -35,3 +35,10 @@ def test_bench_visibility_routes_agree():
         assert re.search(rf"^\s+{route}\s+[\d.]+ ms", text, re.M), text
     err = float(re.search(r"max relative difference ([\d.e+-]+)", text).group(1))
     assert err < 1e-4, text
+
+
+def test_bench_render_runs():
+    """bench_render.py (the README's CPU rasterizer figure): both routes run and report a time."""
+    text = _run(["tools/bench_render.py", "--n", "1000", "--size", "32", "--repeats", "1"])
+    for label in ("CPU backend", "naive padded-tile torch reference", "speed-up vs naive reference"):
+        assert re.search(rf"{label}.*?\s[\d.]+\s*(ms|x)", text), text
