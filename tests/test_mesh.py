@@ -51,7 +51,7 @@ def test_marching_cubes_skips_cubes_with_unobserved_corners():
     vol.tsdf_sum = z[None, None, :].expand(8, 8, 8).reshape(-1).clone()
     vol.weight = torch.ones(8 ** 3)
     vol.weight.view(8, 8, 8)[3, 3, 3] = 0
-    m = vol.extract()
+    m = vol.extract(extend=0)  # (extend=1 would fill such a voxel from its neighbours: see the grazing test)
     assert len(m.faces) == 2 * (7 * 7 - 4)
     c = m.triangles_center - 0.5  # back to voxel-index coordinates
     in_hole = (c[:, 0] > 2) & (c[:, 0] < 4) & (c[:, 1] > 2) & (c[:, 1] < 4)
@@ -232,3 +232,39 @@ def test_tsdf_of_known_shapes(kind, closed):
     # open surfaces too: the normals face the cameras that saw them (outward from the shape's centre)
     out = ((rec.triangles_center - gt.centroid) * rec.face_normals).sum(1)
     assert (out > 0).mean() > 0.95
+
+
+def test_open_surface_seen_at_a_grazing_angle_has_no_holes():
+    """A floor seen from 30 cm above, out to 8 m: behind the far floor the voxels lie further than the truncation
+    along the rays, no view observes them, and marching cubes skipped every cube touching them (holes in a
+    quarter of the floor). Extending the observed voxels by one behind the surface (what mesh_for does for the
+    background) closes most of them and adds nothing off the plane."""
+    from gs_recon.mesh.tsdf import TSDFVolume
+
+    W, H, f = 160, 120, 120.0
+    eye, target = np.array([0.0, -0.5, 0.3]), np.array([0.0, 6.0, 0.0])
+    fw = (target - eye) / np.linalg.norm(target - eye)
+    r = np.cross(fw, [0, 0, 1.0])
+    r /= np.linalg.norm(r)
+    R = np.stack([r, np.cross(fw, r), fw], 1)  # camera-to-world rotation (OpenCV axes)
+    w2c = np.eye(4)
+    w2c[:3, :3], w2c[:3, 3] = R.T, -R.T @ eye
+    ys, xs = np.mgrid[0:H, 0:W] + 0.5
+    dw = np.stack([(xs - W / 2) / f, (ys - H / 2) / f, np.ones_like(xs)], -1) @ R.T  # rays with camera z = 1
+    t = np.where(dw[..., 2] < -1e-6, -eye[2] / np.minimum(dw[..., 2], -1e-6), np.inf)  # to the plane z = 0
+    p = eye + t[..., None] * dw
+    floor = np.isfinite(t) & (np.abs(p[..., 0]) < 1.8) & (p[..., 1] > 0.2) & (p[..., 1] < 7.8)
+    vol = TSDFVolume([-2, 0, -0.5], [2, 8, 0.5], 0.05)
+    K = torch.tensor([[f, 0, W / 2], [0, f, H / 2], [0, 0, 1.0]])
+    vol.integrate(torch.tensor(np.where(floor, t, 0.0), dtype=torch.float32)[None], K[None],
+                  torch.tensor(w2c, dtype=torch.float32)[None])
+    cover = {}
+    for ext in (0, 1):
+        m = vol.extract(extend=ext)
+        _, ray, _ = m.ray.intersects_id(np.broadcast_to(eye, (H * W, 3)), dw.reshape(-1, 3), multiple_hits=False,
+                                        return_locations=True)
+        hit = np.zeros(H * W, bool)
+        hit[ray] = True
+        cover[ext] = hit[floor.reshape(-1)].mean()
+        assert np.abs(m.vertices[:, 2]).max() <= 0.5 * vol.voxel + 1e-4  # on the plane, no lips below it
+    assert cover[0] < 0.85 and cover[1] > 0.93, cover

@@ -116,7 +116,10 @@ def mesh_for(params, mask: torch.Tensor, scene, cfg: MeshConfig, resolution: int
     if carve and cfg.fit_silhouettes:
         level, _ = vol.silhouette_level(torch.stack([x[0] for x in sil]), torch.stack([x[1] for x in sil]),
                                         torch.stack([x[2] for x in sil]))
-    mesh = clean_mesh(vol.extract(closed=carve, level=level), keep_fraction=keep_fraction)
+    # the background (open, seen from inside) is extended one voxel behind what was seen: grazing views of
+    # floors and walls observe no voxel behind them and left holes (real3: 0.86% -> 0.54% of the pixels)
+    mesh = clean_mesh(vol.extract(closed=carve, level=level, extend=0 if is_object else 1),
+                      keep_fraction=keep_fraction)
     if mesh is not None:  # how far the surface sits outside the rendered median depths (internal units)
         mesh.metadata.update(iso_level=level, surface_offset=level * vol.trunc, voxel=vol.voxel)
     return mesh
