@@ -32,7 +32,6 @@ def test_transforms_scene_reads_its_point_cloud(tmp_path):
     assert load_scene(root).points is None  # a Blender scene without points, as before
 
 
-
 def test_depth_prior_holes_do_not_blend_when_resized(tmp_path):
     """A depth prior with holes (0: sensor depth's 'no reading'), loaded at half size: the holes stay holes
     (NaN) and no depth near them is pulled toward 0 by the resize; elsewhere the depth is the resized map."""
@@ -53,6 +52,7 @@ def test_depth_prior_holes_do_not_blend_when_resized(tmp_path):
     far = torch.ones_like(ok)
     far[3:12, 4:17] = False  # the hole and the resize filter's reach around it
     assert torch.allclose(p[far], before.depth_prior[v][far])
+
 
 def test_synthetic_sfm_points_lie_only_where_two_photos_look(tmp_path):
     """The generator's SfM-like points are what COLMAP could triangulate from the training photos: each one on

@@ -234,7 +234,7 @@ def test_tsdf_of_known_shapes(kind, closed):
     assert (out > 0).mean() > 0.95
 
 
-def test_open_surface_seen_at_a_grazing_angle_has_no_holes():
+def test_open_surface_seen_at_a_grazing_angle_keeps_few_holes():
     """A floor seen from 30 cm above, out to 8 m: behind the far floor the voxels lie further than the truncation
     along the rays, no view observes them, and marching cubes skipped every cube touching them (holes in a
     quarter of the floor). Extending the observed voxels by one behind the surface (what mesh_for does for the

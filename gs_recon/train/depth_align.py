@@ -29,6 +29,8 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from .losses import depth_prior_valid
+
 
 @dataclass
 class DepthAlignment:
@@ -69,7 +71,7 @@ def align_depth_priors(prior: Tensor, viewmats: Tensor, Ks: Tensor, init: Option
         return None
     dev = prior.device
     P = prior.double()
-    ok_map = torch.isfinite(P) & (P > 0)
+    ok_map = depth_prior_valid(P)
     Pz = torch.where(ok_map, P, torch.zeros_like(P))
     V = viewmats.double().to(dev)
     K = Ks.double().to(dev)

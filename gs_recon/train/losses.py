@@ -31,15 +31,21 @@ def mask_loss(object_alpha: Tensor, instance: Tensor) -> Tensor:
     return obj_term + bg_term
 
 
+def depth_prior_valid(prior: Tensor) -> Tensor:
+    """Where a depth prior [..., H, W] has a reading: finite and > 0 (NaN: MonoSDF's invalid-depth masks; 0 or
+    less: what sensor depth such as ScanNet's writes where it has none). The loss below and the cross-view
+    alignment (train/depth_align.py) both read it."""
+    return torch.isfinite(prior) & (prior > 0)
+
+
 def depth_prior_loss(depth: Tensor, prior: Tensor, mask: Tensor, affine: Optional[Tensor] = None) -> Tensor:
     """Monocular depth prior loss, L1 between the rendered depth and the prior mapped to depth by a per-view
-    affine map. depth, prior [C,H,W]; mask [C,H,W] bool; prior NaN or <= 0 = no prior there (MonoSDF's
-    invalid-depth masks; the 0 that sensor depth such as ScanNet's writes where it has no reading; the
-    cross-view alignment in train/depth_align.py skips the same pixels). affine [C,2] (a, b: depth =
+    affine map. depth, prior [C,H,W]; mask [C,H,W] bool; the prior counts where depth_prior_valid (NaN or
+    <= 0: no prior there, as in the cross-view alignment). affine [C,2] (a, b: depth =
     a prior + b, from train/depth_align.py, fixed for the run) or None: MonoSDF / DP-Recon's
     scale/shift-invariant form, the map fitted to the render by least squares on the mask at every step."""
     losses = []
-    for c, (d, p, m) in enumerate(zip(depth, prior, mask & torch.isfinite(prior) & (prior > 0))):
+    for c, (d, p, m) in enumerate(zip(depth, prior, mask & depth_prior_valid(prior))):
         if m.sum() < 10:
             continue
         x, y = p[m], d[m]
