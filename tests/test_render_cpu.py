@@ -62,6 +62,91 @@ def test_forward_backward_match_reference():
         assert torch.allclose(x.grad, gc, rtol=1e-3, atol=1e-4), (x.grad - gc).abs().max()
 
 
+def _faint_scene(n=600, W=64, H=48, seed=5):
+    """Gaussians whose opacities span 1e-3..1 log-uniformly: some below 1/255, many just above it, so
+    the rasterizer's skip of pixels where alpha cannot reach 1/255 and the opacity-aware radii are tested
+    at their edge. Returns (means, quats, scales, opacities [N], viewmat [1,4,4], K [1,3,3], W, H)."""
+    g = torch.Generator().manual_seed(seed)
+    means = torch.randn(n, 3, generator=g) * 0.5
+    quats = torch.randn(n, 4, generator=g)
+    scales = torch.rand(n, 3, generator=g) * 0.15 + 0.02
+    op = torch.exp(torch.rand(n, generator=g) * torch.log(torch.tensor(1e3))) * 1e-3
+    vm = look_at((0.0, -3.0, 0.3), (0.0, 0.0, 0.0))[None]
+    K = torch.tensor([[[50.0, 0, W / 2], [0, 50.0, H / 2], [0, 0, 1]]])
+    return means, quats, scales, op, vm, K, W, H
+
+
+@pytest.mark.parametrize("size", [(64, 48), (37, 29)])
+def test_faint_gaussians_match_reference(size):
+    """C++ forward, backward and visibility == the torch reference when many Gaussians sit at the 1/255
+    alpha cut (the C++ kernels cull per pixel block and skip the exp where alpha cannot reach it; the
+    reference evaluates every pixel), also on an image whose tiles and blocks end part-way."""
+    means, quats, scales, op, vm, K, W, H = _faint_scene(W=size[0], H=size[1])
+    assert (op < 1 / 255).sum() > 50 and ((op > 1 / 255) & (op < 0.02)).sum() > 50
+    p = project(means, quats, scales, vm, K, W, H)
+    t = isect_tiles(p.means2d, p.radii, p.depths, W, H)
+    g = torch.Generator().manual_seed(2)
+    feats = torch.rand(1, len(op), 4, generator=g)
+    wr, wa = torch.randn(1, H, W, 4, generator=g), torch.randn(1, H, W, 1, generator=g)
+    ins = [p.means2d.detach().clone().requires_grad_(), p.conics.detach().clone().requires_grad_(),
+           op[None].clone().requires_grad_(), feats.clone().requires_grad_()]
+    r, a, med = rasterize(*ins, p.depths.detach(), t, W, H)
+    ((r * wr).sum() + (a * wa).sum()).backward()
+    ins2 = [x.detach().clone().requires_grad_() for x in ins]
+    r2, a2, med2 = rasterize_ref(*ins2, p.depths.detach(), t.offsets, t.ids, W, H, 16)
+    ((r2 * wr).sum() + (a2[..., None] * wa).sum()).backward()
+    assert (r - r2).abs().max() < 1e-5 and (a[..., 0] - a2).abs().max() < 1e-5
+    assert torch.equal(med[..., 0], med2)
+    for x, y in zip(ins, ins2):
+        assert torch.allclose(x.grad, y.grad, rtol=1e-3, atol=1e-4), (x.grad - y.grad).abs().max()
+    vis, cnt, asum = accumulate_visibility(ins[0].detach(), ins[1].detach(), op[None], t, W, H, thresh=0.01)
+    vis2, cnt2, asum2 = visibility_ref(ins[0].detach(), ins[1].detach(), op[None], t.offsets, t.ids, W, H, 0.01)
+    assert torch.allclose(vis, vis2, rtol=1e-4, atol=1e-5) and torch.allclose(asum, asum2, rtol=1e-4, atol=1e-5)
+    assert (vis[op < 1 / 255] == 0).all() and (vis[op > 0.1] > 0).any()
+
+
+def test_opacity_aware_radii():
+    """With the opacities given, the projection's radii bound the box where alpha can reach 1/255 (gsplat's
+    rule in gsplat.rasterization): every pixel with alpha >= 1/255 lies inside it, the box is within a pixel
+    of that level set's extent, Gaussians below 1/255 get radius 0, and the rendered image is the one the
+    3.33-sigma boxes give, from fewer tile entries."""
+    means, quats, scales, op, vm, K, W, H = _faint_scene()
+    full = project(means, quats, scales, vm, K, W, H)
+    tight = project(means, quats, scales, vm, K, W, H, opacities=op)
+    assert torch.equal(full.means2d, tight.means2d) and torch.equal(full.conics, tight.conics)
+    on = (full.radii > 0).all(-1)[0]
+    assert (tight.radii[0][op < 1 / 255] == 0).all()
+    assert (tight.radii <= full.radii).all() and (tight.radii < full.radii).any()
+    # alpha over a dense pixel grid around each Gaussian: outside its box, alpha < 1/255 everywhere
+    a, b, c = full.conics[0].unbind(-1)
+    ys, xs = torch.meshgrid(torch.arange(H) + 0.5, torch.arange(W) + 0.5, indexing="ij")
+    dx = full.means2d[0, :, 0, None, None] - xs
+    dy = full.means2d[0, :, 1, None, None] - ys
+    alpha = (op[:, None, None] * torch.exp(-(0.5 * (a[:, None, None] * dx**2 + c[:, None, None] * dy**2)
+                                             + b[:, None, None] * dx * dy))).clamp(max=0.99)
+    rx, ry = tight.radii[0, :, 0, None, None], tight.radii[0, :, 1, None, None]
+    outside = (dx.abs() > rx) | (dy.abs() > ry)
+    reach = alpha >= 1 / 255
+    assert not (reach & outside & on[:, None, None]).any()
+    # tight: the level set sigma = log(255 op) reaches to within a pixel of the box in x (for those the
+    # smaller box leaves on screen)
+    det = a * c - b * b
+    keep = (tight.radii[0] > 0).all(-1)
+    assert (op[keep] >= 1 / 255).all() and keep.sum() > 0.5 * on.sum()
+    extent = torch.sqrt(2 * torch.log(255 * op[keep]) * (c[keep] / det[keep]))
+    assert ((tight.radii[0, keep, 0] - extent) < 1 + 1e-4).all() and ((tight.radii[0, keep, 0] - extent) >= -1e-4).all()
+    feats = torch.rand(1, len(op), 3)
+    imgs = []
+    for pr in (full, tight):
+        t = isect_tiles(pr.means2d, pr.radii, pr.depths, W, H)
+        img, al, md = rasterize(pr.means2d.detach(), pr.conics.detach(), op[None], feats, pr.depths.detach(), t, W, H)
+        imgs.append((img, al, md, t.ids.numel()))
+    assert (imgs[0][1] > 0.5).float().mean() > 0.05  # not an empty picture
+    assert imgs[1][3] < 0.9 * imgs[0][3]
+    for x, y in zip(imgs[0][:3], imgs[1][:3]):
+        assert torch.equal(x, y)
+
+
 def test_reference_gradients_vs_finite_differences():
     """The reference rasterizer (float64) agrees with central finite differences."""
     p, op, W, H = _proj(n=40, W=24, H=20, seed=3)

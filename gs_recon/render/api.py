@@ -208,12 +208,15 @@ def project_gaussians(params, viewmats: Tensor, Ks: Tensor, width: int, height: 
     radii [C,N,2] int32, means_cam [C,N,3], rot_cam [C,N,3,3]. frames=False (gsplat only): leave means_cam
     and rot_cam None (the visibility pass needs neither; [C,N,3,3] is 720 MB at 1M Gaussians x 20 views)."""
     means, quats, scales = params["means"], params["quats"], torch.exp(params["scales"])
+    opac = torch.sigmoid(params["opacities"]).detach()  # radii bound where alpha can reach 1/255, as gsplat's do
     if not use_gsplat:
-        return project(means, quats, scales, viewmats, Ks, width, height, eps2d=eps2d, near_plane=near_plane)
+        return project(means, quats, scales, viewmats, Ks, width, height, eps2d=eps2d, near_plane=near_plane,
+                       opacities=opac)
     from gsplat.cuda._wrapper import fully_fused_projection
 
     radii, means2d, depths, conics, _ = fully_fused_projection(
-        means, None, quats, scales, viewmats, Ks, width, height, eps2d=eps2d, near_plane=near_plane, packed=False)
+        means, None, quats, scales, viewmats, Ks, width, height, eps2d=eps2d, near_plane=near_plane, packed=False,
+        opacities=opac)
     if not frames:
         return Projection(means2d, conics, depths, radii.int(), None, None)
     R, t = viewmats[:, None, :3, :3], viewmats[:, None, :3, 3]

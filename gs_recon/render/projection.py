@@ -2,16 +2,21 @@
 
 The same maths as gsplat's ``fully_fused_projection`` for pinhole cameras: world->camera with an
 OpenCV world-to-camera matrix, perspective Jacobian with the screen-limit clamp, eps2d blur added
-to the 2D covariance, conic = inverse 2D covariance, per-axis radii of 3.33 sigma.
+to the 2D covariance, conic = inverse 2D covariance, per-axis radii of 3.33 sigma; with the opacities given,
+gsplat's opacity-aware radii (what ``gsplat.rasterization`` computes): the box where alpha can reach 1/255,
+and a radius of 0 for a Gaussian whose opacity is below 1/255.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 from torch import Tensor
 
 from ..geometry import quat_to_rotmat
+
+ALPHA_INV_MIN = 255.0  # 1 / the smallest alpha a Gaussian contributes (gsplat's ALPHA_THRESHOLD, 1/255)
 
 
 @dataclass
@@ -37,8 +42,10 @@ def project(
     eps2d: float = 0.3,
     near_plane: float = 0.01,
     far_plane: float = 1e10,
+    opacities: Optional[Tensor] = None,
 ) -> Projection:
-    """Project Gaussians. means [N,3], quats [N,4], scales [N,3] (linear), viewmats [C,4,4], Ks [C,3,3]."""
+    """Project Gaussians. means [N,3], quats [N,4], scales [N,3] (linear), viewmats [C,4,4], Ks [C,3,3],
+    opacities [N] or [C,N] (optional: the radii then bound only where alpha >= 1/255, as gsplat's do)."""
     R = viewmats[:, None, :3, :3]  # [C, 1, 3, 3]
     t = viewmats[:, None, :3, 3]  # [C, 1, 3]
     means_c = (R @ means[None, :, :, None]).squeeze(-1) + t  # [C, N, 3]
@@ -74,10 +81,16 @@ def project(
     means2d = torch.stack([fx * tx / tz_safe + cx, fy * ty / tz_safe + cy], dim=-1)
 
     with torch.no_grad():
-        radius = torch.stack(
-            [torch.ceil(3.33 * cov2d[..., 0, 0].sqrt()), torch.ceil(3.33 * cov2d[..., 1, 1].sqrt())], dim=-1
-        )
+        extend = 3.33
         valid = (det > 0) & (tz > near_plane) & (tz < far_plane) & torch.isfinite(means2d).all(-1)
+        if opacities is not None:
+            # alpha = opacity * exp(-sigma) >= 1/255 only where sigma <= log(255 opacity): that level set's box
+            op = opacities.detach().to(cov2d.dtype)
+            extend = torch.sqrt(2.0 * torch.log((op * ALPHA_INV_MIN).clamp(min=1.0))).clamp(max=3.33)
+            valid = valid & (op >= 1.0 / ALPHA_INV_MIN)
+        radius = torch.stack(
+            [torch.ceil(extend * cov2d[..., 0, 0].sqrt()), torch.ceil(extend * cov2d[..., 1, 1].sqrt())], dim=-1
+        )
         inside = (
             (means2d[..., 0] + radius[..., 0] > 0)
             & (means2d[..., 0] - radius[..., 0] < width)

@@ -86,51 +86,130 @@ std::vector<torch::Tensor> isect_tiles(torch::Tensor means2d, torch::Tensor radi
   return {offsets, ids};
 }
 
-// Projected Gaussian cg at pixel (px, py): offsets d = mean - pixel, its conic (a, b, c) and
-// sigma = 0.5 d^T [a b; b c] d (the Gaussian's weight is exp(-sigma)).
-struct PixelGauss {
-  float dx, dy, ca, cb, cc, sigma;
+// One tile's Gaussians, gathered in depth order before its pixels are traversed (one contiguous array instead
+// of three scattered ones). thr = log(255 * opacity) + 1e-3: where the Gaussian's exponent sigma exceeds it,
+// alpha = opacity * exp(-sigma) < 1/255 for certain (the margin covers float rounding), so the exp and the
+// exact test are skipped there; the results are those of the plain test.
+struct TileGauss {
+  float mx, my, ca, cb, cc, op, thr;
+  float hx, hy;  // half-widths of the box around the mean where sigma <= thr (0: none, no box test)
+  int g;  // Gaussian index within its camera
 };
-inline PixelGauss pixel_gauss(const float* m, const float* cn, int64_t cg, float px, float py) {
-  PixelGauss q;
-  q.dx = m[cg * 2] - px; q.dy = m[cg * 2 + 1] - py;
-  q.ca = cn[cg * 3]; q.cb = cn[cg * 3 + 1]; q.cc = cn[cg * 3 + 2];
-  q.sigma = 0.5f * (q.ca * q.dx * q.dx + q.cc * q.dy * q.dy) + q.cb * q.dx * q.dy;
-  return q;
+
+// log(255 * opacity) + margin for every (camera, Gaussian) pair, [C * N] (-1e30 where the opacity is <= 0)
+inline std::vector<float> skip_thresholds(const float* op, int64_t n) {
+  std::vector<float> thr(n);
+  for (int64_t i = 0; i < n; ++i) thr[i] = op[i] > 0.f ? std::log(op[i] / kAlphaMin) + 1e-3f : -1e30f;
+  return thr;
 }
 
-// Front-to-back compositing over ids[s, f) at one pixel of camera c: fn(j, g, cg, a, Tr, nT) for every
-// Gaussian that contributes (alpha a >= kAlphaMin), Tr the transmittance in front of it and nT behind it;
-// stops before the transmittance would fall to kTMin. Returns the final transmittance.
-template <typename Fn>
-inline float composite(const int* id, int64_t s, int64_t f, int64_t c, int64_t N, const float* m, const float* cn,
-                       const float* op, float px, float py, Fn&& fn) {
-  float Tr = 1.f;
+inline void gather_tile(const int* id, int64_t s, int64_t f, int64_t c, int64_t N, const float* m, const float* cn,
+                        const float* op, const float* thr, std::vector<TileGauss>& buf) {
+  buf.resize(f - s);
   for (int64_t j = s; j < f; ++j) {
     const int g = id[j];
     const int64_t cg = c * N + g;
-    const PixelGauss q = pixel_gauss(m, cn, cg, px, py);
-    if (q.sigma < 0.f) continue;
-    const float a = std::min(kAlphaMax, op[cg] * std::exp(-q.sigma));
-    if (a < kAlphaMin) continue;
-    const float nT = Tr * (1.f - a);
-    if (nT <= kTMin) break;
-    fn(j, g, cg, a, Tr, nT);
-    Tr = nT;
+    const float a = cn[cg * 3], b = cn[cg * 3 + 1], cc = cn[cg * 3 + 2], det = a * cc - b * b;
+    // sigma <= thr spans |dx| <= sqrt(2 thr cov_xx), cov = conic^-1 (cov_xx = c / det, cov_yy = a / det)
+    const bool box = det > 0.f && a > 0.f && cc > 0.f && thr[cg] > 0.f && thr[cg] < 1e30f;
+    const float hx = box ? std::sqrt(2.f * thr[cg] * cc / det) * 1.0001f + 1e-4f : 0.f;
+    const float hy = box ? std::sqrt(2.f * thr[cg] * a / det) * 1.0001f + 1e-4f : 0.f;
+    buf[j - s] = {m[cg * 2], m[cg * 2 + 1], a, b, cc, op[cg], thr[cg], hx, hy, g};
   }
-  return Tr;
 }
 
-// The traversal the three kernels share: for k in [b, e) (k = camera * T + tile), every pixel of that tile,
-// fn(c, s, f, x, y, px, py) with [s, f) the tile's depth-sorted range in ids and (px, py) the pixel centre.
+// Gaussian G at pixel (px, py): offsets d = mean - pixel and sigma = 0.5 d^T [a b; b c] d (weight exp(-sigma)).
+struct PixelGauss {
+  float dx, dy, sigma;
+};
+inline PixelGauss pixel_gauss(const TileGauss& G, float px, float py) {
+  PixelGauss q;
+  q.dx = G.mx - px; q.dy = G.my - py;
+  q.sigma = 0.5f * (G.ca * q.dx * q.dx + G.cc * q.dy * q.dy) + G.cb * q.dx * q.dy;
+  return q;
+}
+
+// Can G's alpha reach 1/255 anywhere in the rectangle [x0, x1] x [y0, y1] of pixel centres? Its exponent
+// sigma is a convex quadratic, so its minimum over the rectangle is 0 when the mean lies inside, else on an
+// edge, where it is a parabola in one variable; that minimum against G.thr (which carries the margin). True
+// for a degenerate conic (the per-pixel test decides) and a non-finite threshold.
+inline bool reaches(const TileGauss& G, float x0, float x1, float y0, float y1) {
+  const float u0 = G.mx - x1, u1 = G.mx - x0, v0 = G.my - y1, v1 = G.my - y0;  // mean - pixel ranges
+  if (u0 <= 0.f && u1 >= 0.f && v0 <= 0.f && v1 >= 0.f) return true;
+  // the level set's bounding box first (half-widths hx, hy; 0 when none was computed): most misses end here
+  if (G.hx > 0.f && (u0 > G.hx || u1 < -G.hx || v0 > G.hy || v1 < -G.hy)) return false;
+  if (!(G.ca > 0.f && G.cc > 0.f && G.ca * G.cc > G.cb * G.cb)) return true;
+  auto sigma = [&](float u, float v) { return 0.5f * (G.ca * u * u + G.cc * v * v) + G.cb * u * v; };
+  float best = sigma(u0, std::clamp(-G.cb * u0 / G.cc, v0, v1));
+  best = std::min(best, sigma(u1, std::clamp(-G.cb * u1 / G.cc, v0, v1)));
+  best = std::min(best, sigma(std::clamp(-G.cb * v0 / G.ca, u0, u1), v0));
+  best = std::min(best, sigma(std::clamp(-G.cb * v1 / G.ca, u0, u1), v1));
+  return !(best > G.thr);
+}
+
+// A block of up to kBlock x kBlock pixels of one tile, traversed together: the Gaussians of the tile's list
+// are visited in depth order once for the whole block, each tested once against the block (reaches) before
+// its pixels, and the traversal ends when every pixel of the block has ended.
+constexpr int64_t kBlock = 8;
+constexpr int64_t kBlockPix = kBlock * kBlock;
+struct Block {
+  int64_t c, x0, y0, w, h;  // camera, first pixel, size
+  float rx0, rx1, ry0, ry1;  // the rectangle of its pixel centres
+  int64_t size() const { return w * h; }
+  int64_t x(int64_t p) const { return x0 + p % w; }
+  int64_t y(int64_t p) const { return y0 + p / w; }
+  int64_t pix(int64_t p, int64_t width, int64_t height) const { return (c * height + y(p)) * width + x(p); }
+};
+
+// The traversal the three kernels share: for k in [b, e) (k = camera * T + tile), the tile's depth-sorted
+// Gaussians gathered into a thread-local buffer, then fn(blk, buf, n) for each pixel block of the tile.
 template <typename Fn>
-inline void for_each_tile_pixel(int64_t b, int64_t e, int64_t T, int64_t tw, int64_t tile, int64_t width,
-                                int64_t height, const int64_t* off, Fn&& fn) {
+inline void for_each_block(int64_t b, int64_t e, int64_t T, int64_t tw, int64_t tile, int64_t width, int64_t height,
+                           const int64_t* off, const int* id, int64_t N, const float* m, const float* cn,
+                           const float* op, const float* thr, Fn&& fn) {
+  std::vector<TileGauss> buf;
   for (int64_t k = b; k < e; ++k) {
     const int64_t c = k / T, t = k % T, tx = t % tw, ty = t / tw;
     const int64_t s = off[c * (T + 1) + t], f = off[c * (T + 1) + t + 1];
-    for (int64_t y = ty * tile; y < std::min(height, (ty + 1) * tile); ++y)
-      for (int64_t x = tx * tile; x < std::min(width, (tx + 1) * tile); ++x) fn(c, s, f, x, y, x + 0.5f, y + 0.5f);
+    if (f == s) continue;  // nothing here: the outputs keep their zero initialisation
+    gather_tile(id, s, f, c, N, m, cn, op, thr, buf);
+    const int64_t xe = std::min(width, (tx + 1) * tile), ye = std::min(height, (ty + 1) * tile);
+    for (int64_t y0 = ty * tile; y0 < ye; y0 += kBlock)
+      for (int64_t x0 = tx * tile; x0 < xe; x0 += kBlock) {
+        Block blk{c, x0, y0, std::min(kBlock, xe - x0), std::min(kBlock, ye - y0), 0.f, 0.f, 0.f, 0.f};
+        blk.rx0 = x0 + 0.5f; blk.rx1 = x0 + blk.w - 0.5f; blk.ry0 = y0 + 0.5f; blk.ry1 = y0 + blk.h - 0.5f;
+        fn(blk, buf.data(), f - s);
+      }
+  }
+}
+
+// Front-to-back compositing of buf[0, n) over the pixels of one block: fn(p, j, G, a, Tr, nT) for every
+// (pixel p, Gaussian j) where alpha a >= 1/255, Tr the pixel's transmittance in front of it and nT behind it;
+// a pixel stops before its transmittance would fall to kTMin. Tr[p] ends as each pixel's final transmittance.
+// Per pixel, the same sequence as a traversal of the whole list at that pixel alone.
+template <typename Fn>
+inline void composite_block(const Block& blk, const TileGauss* buf, int64_t n, float* Tr, Fn&& fn) {
+  const int64_t P = blk.size();
+  float px[kBlockPix], py[kBlockPix];
+  bool done[kBlockPix];
+  for (int64_t p = 0; p < P; ++p) {
+    px[p] = blk.x(p) + 0.5f; py[p] = blk.y(p) + 0.5f; Tr[p] = 1.f; done[p] = false;
+  }
+  int64_t alive = P;
+  for (int64_t j = 0; j < n && alive > 0; ++j) {
+    const TileGauss& G = buf[j];
+    if (!reaches(G, blk.rx0, blk.rx1, blk.ry0, blk.ry1)) continue;
+    float sg[kBlockPix];
+    for (int64_t p = 0; p < P; ++p) sg[p] = pixel_gauss(G, px[p], py[p]).sigma;  // vectorised over the block
+    for (int64_t p = 0; p < P; ++p) {
+      if (done[p] || sg[p] < 0.f || sg[p] > G.thr) continue;
+      const float a = std::min(kAlphaMax, G.op * std::exp(-sg[p]));
+      if (a < kAlphaMin) continue;
+      const float nT = Tr[p] * (1.f - a);
+      if (nT <= kTMin) { done[p] = true; --alive; continue; }
+      fn(p, j, G, a, Tr[p], nT);
+      Tr[p] = nT;
+    }
   }
 }
 
@@ -151,26 +230,31 @@ std::vector<torch::Tensor> rasterize_fwd(torch::Tensor means2d, torch::Tensor co
   const int* id = ids.data_ptr<int>();
   float *out = render.data_ptr<float>(), *al = alpha.data_ptr<float>(), *md = median.data_ptr<float>();
   int* ls = last.data_ptr<int>();
+  const std::vector<float> thr = skip_thresholds(op, C * N);
   at::parallel_for(0, C * T, 1, [&](int64_t b, int64_t e) {
-    for_each_tile_pixel(b, e, T, tw, tile, width, height, off, [&](int64_t c, int64_t s, int64_t f, int64_t x,
-                                                                 int64_t y, float px, float py) {
-      const int64_t pix = (c * height + y) * width + x;
-      float* o = out + pix * D;
-      float med = 0.f, last_depth = 0.f;
-      bool med_set = false;
-      int64_t last_j = s;
-      const float Tr = composite(id, s, f, c, N, m, cn, op, px, py,
-                                 [&](int64_t j, int, int64_t cg, float a, float T_in, float nT) {
+    for_each_block(b, e, T, tw, tile, width, height, off, id, N, m, cn, op, thr.data(),
+                   [&](const Block& blk, const TileGauss* gb, int64_t n) {
+      float Tr[kBlockPix], med[kBlockPix], last_depth[kBlockPix];
+      bool med_set[kBlockPix];
+      int64_t n_used[kBlockPix], pix[kBlockPix];
+      for (int64_t p = 0; p < blk.size(); ++p) {
+        med[p] = last_depth[p] = 0.f; med_set[p] = false; n_used[p] = 0; pix[p] = blk.pix(p, width, height);
+      }
+      composite_block(blk, gb, n, Tr, [&](int64_t p, int64_t j, const TileGauss& G, float a, float T_in, float nT) {
         const float w = a * T_in;
+        const int64_t cg = blk.c * N + G.g;
         const float* fg = ft + cg * D;
+        float* o = out + pix[p] * D;
         for (int64_t q = 0; q < D; ++q) o[q] += w * fg[q];
-        if (!med_set && nT <= 0.5f) { med = dp[cg]; med_set = true; }
-        last_depth = dp[cg];
-        last_j = j + 1;
+        if (!med_set[p] && nT <= 0.5f) { med[p] = dp[cg]; med_set[p] = true; }
+        last_depth[p] = dp[cg];
+        n_used[p] = j + 1;
       });
-      al[pix] = 1.f - Tr;
-      ls[pix] = (int)(last_j - s);
-      md[pix] = med_set ? med : last_depth;
+      for (int64_t p = 0; p < blk.size(); ++p) {
+        al[pix[p]] = 1.f - Tr[p];
+        ls[pix[p]] = (int)n_used[p];
+        md[pix[p]] = med_set[p] ? med[p] : last_depth[p];
+      }
     });
   });
   return {render, alpha, last, median};
@@ -193,49 +277,67 @@ std::vector<torch::Tensor> rasterize_bwd(torch::Tensor means2d, torch::Tensor co
   const int64_t* off = offsets.data_ptr<int64_t>();
   const int* id = ids.data_ptr<int>();
   const int* ls = last.data_ptr<int>();
+  const std::vector<float> thr = skip_thresholds(op, C * N);
   at::parallel_for(0, C * T, 1, [&](int64_t b, int64_t e) {
     std::vector<float>& gacc = acc[at::get_thread_num()];
     if (gacc.empty()) gacc.assign(C * N * stride, 0.f);
-    std::vector<float> buf(D);
-    for_each_tile_pixel(b, e, T, tw, tile, width, height, off, [&](int64_t c, int64_t s, int64_t, int64_t x,
-                                                                 int64_t y, float px, float py) {
-      const int64_t pix = (c * height + y) * width + x;
-      const float T_final = 1.f - al[pix];
-      float Tr = T_final;
-      const float* vo = vr + pix * D;
-      const float vap = va[pix];
-      std::fill(buf.begin(), buf.end(), 0.f);
-      for (int64_t j = s + ls[pix] - 1; j >= s; --j) {
-        const int g = id[j];
-        const int64_t cg = c * N + g;
-        const PixelGauss q = pixel_gauss(m, cn, cg, px, py);
-        if (q.sigma < 0.f) continue;
-        const float dx = q.dx, dy = q.dy, ca = q.ca, cb = q.cb, cc = q.cc;
-        const float vis = std::exp(-q.sigma);
-        const float araw = op[cg] * vis;
-        const float a = std::min(kAlphaMax, araw);
-        if (a < kAlphaMin) continue;
-        const float ra = 1.f / (1.f - a);
-        Tr *= ra;  // transmittance in front of this Gaussian
-        const float w = a * Tr;
+    std::vector<float> after(kBlockPix * D);  // per pixel: sum of w * feature over the Gaussians behind
+    for_each_block(b, e, T, tw, tile, width, height, off, id, N, m, cn, op, thr.data(),
+                   [&](const Block& blk, const TileGauss* gb, int64_t) {
+      // back to front, each pixel from the last Gaussian its forward pass composited
+      const int64_t P = blk.size();
+      float px[kBlockPix], py[kBlockPix], T_final[kBlockPix], Tr[kBlockPix], vap[kBlockPix];
+      const float* vo[kBlockPix];
+      int64_t stop[kBlockPix], jmax = 0;
+      for (int64_t p = 0; p < P; ++p) {
+        const int64_t pix = blk.pix(p, width, height);
+        px[p] = blk.x(p) + 0.5f; py[p] = blk.y(p) + 0.5f;
+        T_final[p] = Tr[p] = 1.f - al[pix];
+        vo[p] = vr + pix * D; vap[p] = va[pix];
+        stop[p] = ls[pix];
+        jmax = std::max(jmax, stop[p]);
+      }
+      std::fill(after.begin(), after.begin() + P * D, 0.f);
+      for (int64_t j = jmax - 1; j >= 0; --j) {
+        const TileGauss& G = gb[j];
+        if (!reaches(G, blk.rx0, blk.rx1, blk.ry0, blk.ry1)) continue;
+        const float ca = G.ca, cb = G.cb, cc = G.cc;
+        const int64_t cg = blk.c * N + G.g;
         const float* fg = ft + cg * D;
         float* gr = gacc.data() + cg * stride;
-        float v_a = 0.f;
-        for (int64_t q = 0; q < D; ++q) {
-          gr[6 + q] += w * vo[q];
-          v_a += (fg[q] * Tr - buf[q] * ra) * vo[q];
-          buf[q] += fg[q] * w;
+        float g6[6] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f};  // this Gaussian's mean, conic, opacity gradients here
+        float sg[kBlockPix];
+        for (int64_t p = 0; p < P; ++p) sg[p] = pixel_gauss(G, px[p], py[p]).sigma;  // vectorised over the block
+        for (int64_t p = 0; p < P; ++p) {
+          if (j >= stop[p] || sg[p] < 0.f || sg[p] > G.thr) continue;
+          const float dx = G.mx - px[p], dy = G.my - py[p];
+          const float vis = std::exp(-sg[p]);
+          const float araw = G.op * vis;
+          const float a = std::min(kAlphaMax, araw);
+          if (a < kAlphaMin) continue;
+          const float ra = 1.f / (1.f - a);
+          Tr[p] *= ra;  // transmittance in front of this Gaussian
+          const float w = a * Tr[p];
+          float* buf = after.data() + p * D;
+          const float* v = vo[p];
+          float v_a = 0.f;
+          for (int64_t k = 0; k < D; ++k) {
+            gr[6 + k] += w * v[k];
+            v_a += (fg[k] * Tr[p] - buf[k] * ra) * v[k];
+            buf[k] += fg[k] * w;
+          }
+          v_a += T_final[p] * ra * vap[p];
+          if (araw <= kAlphaMax) {
+            const float v_sigma = -araw * v_a;
+            g6[0] += v_sigma * (ca * dx + cb * dy);
+            g6[1] += v_sigma * (cb * dx + cc * dy);
+            g6[2] += 0.5f * v_sigma * dx * dx;
+            g6[3] += v_sigma * dx * dy;
+            g6[4] += 0.5f * v_sigma * dy * dy;
+            g6[5] += vis * v_a;
+          }
         }
-        v_a += T_final * ra * vap;
-        if (araw <= kAlphaMax) {
-          const float v_sigma = -araw * v_a;
-          gr[0] += v_sigma * (ca * dx + cb * dy);
-          gr[1] += v_sigma * (cb * dx + cc * dy);
-          gr[2] += 0.5f * v_sigma * dx * dx;
-          gr[3] += v_sigma * dx * dy;
-          gr[4] += 0.5f * v_sigma * dy * dy;
-          gr[5] += vis * v_a;
-        }
+        for (int k = 0; k < 6; ++k) gr[k] += g6[k];
       }
     });
   });
@@ -267,19 +369,21 @@ std::vector<torch::Tensor> accumulate_visibility(torch::Tensor means2d, torch::T
   const int64_t* off = offsets.data_ptr<int64_t>();
   const int* id = ids.data_ptr<int>();
   const float th_w = (float)thresh;
+  const std::vector<float> thr = skip_thresholds(op, C * N);
   at::parallel_for(0, C * T, 1, [&](int64_t b, int64_t e) {
     const int tid = at::get_thread_num();
     if (wacc[tid].empty()) { wacc[tid].assign(N, 0.f); cacc[tid].assign(N, 0); aacc[tid].assign(N, 0.f); }
     float* wv = wacc[tid].data();
     float* av = aacc[tid].data();
     int* cv = cacc[tid].data();
-    for_each_tile_pixel(b, e, T, tw, tile, width, height, off, [&](int64_t c, int64_t s, int64_t f, int64_t,
-                                                                 int64_t, float px, float py) {
-      composite(id, s, f, c, N, m, cn, op, px, py, [&](int64_t, int g, int64_t, float a, float T_in, float) {
+    for_each_block(b, e, T, tw, tile, width, height, off, id, N, m, cn, op, thr.data(),
+                   [&](const Block& blk, const TileGauss* gb, int64_t n) {
+      float Tr[kBlockPix];
+      composite_block(blk, gb, n, Tr, [&](int64_t, int64_t, const TileGauss& G, float a, float T_in, float) {
         const float w = a * T_in;
-        wv[g] += w;
-        av[g] += a;
-        if (w > th_w) cv[g] += 1;
+        wv[G.g] += w;
+        av[G.g] += a;
+        if (w > th_w) cv[G.g] += 1;
       });
     });
   });
