@@ -118,15 +118,9 @@ inline void gather_tile(const int* id, int64_t s, int64_t f, int64_t c, int64_t 
   }
 }
 
-// Gaussian G at pixel (px, py): offsets d = mean - pixel and sigma = 0.5 d^T [a b; b c] d (weight exp(-sigma)).
-struct PixelGauss {
-  float dx, dy, sigma;
-};
-inline PixelGauss pixel_gauss(const TileGauss& G, float px, float py) {
-  PixelGauss q;
-  q.dx = G.mx - px; q.dy = G.my - py;
-  q.sigma = 0.5f * (G.ca * q.dx * q.dx + G.cc * q.dy * q.dy) + G.cb * q.dx * q.dy;
-  return q;
+// G's exponent at offset d = mean - pixel: sigma = 0.5 d^T [a b; b c] d (its weight there is exp(-sigma)).
+inline float exponent(const TileGauss& G, float dx, float dy) {
+  return 0.5f * (G.ca * dx * dx + G.cc * dy * dy) + G.cb * dx * dy;
 }
 
 // Can G's alpha reach 1/255 anywhere in the rectangle [x0, x1] x [y0, y1] of pixel centres? Its exponent
@@ -139,11 +133,10 @@ inline bool reaches(const TileGauss& G, float x0, float x1, float y0, float y1) 
   // the level set's bounding box first (half-widths hx, hy; 0 when none was computed): most misses end here
   if (G.hx > 0.f && (u0 > G.hx || u1 < -G.hx || v0 > G.hy || v1 < -G.hy)) return false;
   if (!(G.ca > 0.f && G.cc > 0.f && G.ca * G.cc > G.cb * G.cb)) return true;
-  auto sigma = [&](float u, float v) { return 0.5f * (G.ca * u * u + G.cc * v * v) + G.cb * u * v; };
-  float best = sigma(u0, std::clamp(-G.cb * u0 / G.cc, v0, v1));
-  best = std::min(best, sigma(u1, std::clamp(-G.cb * u1 / G.cc, v0, v1)));
-  best = std::min(best, sigma(std::clamp(-G.cb * v0 / G.ca, u0, u1), v0));
-  best = std::min(best, sigma(std::clamp(-G.cb * v1 / G.ca, u0, u1), v1));
+  float best = exponent(G, u0, std::clamp(-G.cb * u0 / G.cc, v0, v1));
+  best = std::min(best, exponent(G, u1, std::clamp(-G.cb * u1 / G.cc, v0, v1)));
+  best = std::min(best, exponent(G, std::clamp(-G.cb * v0 / G.ca, u0, u1), v0));
+  best = std::min(best, exponent(G, std::clamp(-G.cb * v1 / G.ca, u0, u1), v1));
   return !(best > G.thr);
 }
 
@@ -200,7 +193,7 @@ inline void composite_block(const Block& blk, const TileGauss* buf, int64_t n, f
     const TileGauss& G = buf[j];
     if (!reaches(G, blk.rx0, blk.rx1, blk.ry0, blk.ry1)) continue;
     float sg[kBlockPix];
-    for (int64_t p = 0; p < P; ++p) sg[p] = pixel_gauss(G, px[p], py[p]).sigma;  // vectorised over the block
+    for (int64_t p = 0; p < P; ++p) sg[p] = exponent(G, G.mx - px[p], G.my - py[p]);  // vectorised over the block
     for (int64_t p = 0; p < P; ++p) {
       if (done[p] || sg[p] < 0.f || sg[p] > G.thr) continue;
       const float a = std::min(kAlphaMax, G.op * std::exp(-sg[p]));
@@ -307,7 +300,7 @@ std::vector<torch::Tensor> rasterize_bwd(torch::Tensor means2d, torch::Tensor co
         float* gr = gacc.data() + cg * stride;
         float g6[6] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f};  // this Gaussian's mean, conic, opacity gradients here
         float sg[kBlockPix];
-        for (int64_t p = 0; p < P; ++p) sg[p] = pixel_gauss(G, px[p], py[p]).sigma;  // vectorised over the block
+        for (int64_t p = 0; p < P; ++p) sg[p] = exponent(G, G.mx - px[p], G.my - py[p]);  // vectorised over the block
         for (int64_t p = 0; p < P; ++p) {
           if (j >= stop[p] || sg[p] < 0.f || sg[p] > G.thr) continue;
           const float dx = G.mx - px[p], dy = G.my - py[p];
