@@ -16,16 +16,26 @@ from gs_recon.render.rasterize_cpu import (
 from gs_recon.render.rasterize_ref import isect_tiles_ref, rasterize_ref, visibility_ref
 
 
-def _proj(n=400, W=48, H=40, seed=0):
+def _random_scene(n, W, H, seed, max_scale=0.1, focal=45.0, faint=False):
+    """n random Gaussians seen from one camera: (means [N,3], quats [N,4], scales [N,3], opacities [N],
+    viewmat [1,4,4], K [1,3,3]). Opacities uniform in 0.05..0.95, or with faint=True log-uniform in 1e-3..1:
+    some below 1/255 and many just above it, so the rasterizer's skip of pixels where alpha cannot reach
+    1/255 and the opacity-aware radii are tested at their edge."""
     g = torch.Generator().manual_seed(seed)
     means = torch.randn(n, 3, generator=g) * 0.5
     quats = torch.randn(n, 4, generator=g)
-    scales = torch.rand(n, 3, generator=g) * 0.1 + 0.02
-    op = torch.rand(n, generator=g) * 0.9 + 0.05
+    scales = torch.rand(n, 3, generator=g) * max_scale + 0.02
+    u = torch.rand(n, generator=g)
+    op = torch.exp(u * torch.log(torch.tensor(1e3))) * 1e-3 if faint else u * 0.9 + 0.05
     vm = look_at((0.0, -3.0, 0.3), (0.0, 0.0, 0.0))[None]
-    K = torch.tensor([[[45.0, 0, W / 2], [0, 45.0, H / 2], [0, 0, 1]]])
-    p = project(means, quats, scales, vm, K, W, H)
-    return p, op[None].clone(), W, H
+    K = torch.tensor([[[focal, 0, W / 2], [0, focal, H / 2], [0, 0, 1]]])
+    return means, quats, scales, op, vm, K
+
+
+def _proj(n=400, W=48, H=40, seed=0):
+    """_random_scene projected: (Projection, opacities [1,N], W, H)."""
+    means, quats, scales, op, vm, K = _random_scene(n, W, H, seed)
+    return project(means, quats, scales, vm, K, W, H), op[None].clone(), W, H
 
 
 def test_extension_builds():
@@ -63,17 +73,8 @@ def test_forward_backward_match_reference():
 
 
 def _faint_scene(n=600, W=64, H=48, seed=5):
-    """Gaussians whose opacities span 1e-3..1 log-uniformly: some below 1/255, many just above it, so
-    the rasterizer's skip of pixels where alpha cannot reach 1/255 and the opacity-aware radii are tested
-    at their edge. Returns (means, quats, scales, opacities [N], viewmat [1,4,4], K [1,3,3], W, H)."""
-    g = torch.Generator().manual_seed(seed)
-    means = torch.randn(n, 3, generator=g) * 0.5
-    quats = torch.randn(n, 4, generator=g)
-    scales = torch.rand(n, 3, generator=g) * 0.15 + 0.02
-    op = torch.exp(torch.rand(n, generator=g) * torch.log(torch.tensor(1e3))) * 1e-3
-    vm = look_at((0.0, -3.0, 0.3), (0.0, 0.0, 0.0))[None]
-    K = torch.tensor([[[50.0, 0, W / 2], [0, 50.0, H / 2], [0, 0, 1]]])
-    return means, quats, scales, op, vm, K, W, H
+    """_random_scene with faint opacities: (means, quats, scales, opacities [N], viewmat, K, W, H)."""
+    return (*_random_scene(n, W, H, seed, max_scale=0.15, focal=50.0, faint=True), W, H)
 
 
 @pytest.mark.parametrize("size", [(64, 48), (37, 29)])
