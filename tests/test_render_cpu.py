@@ -16,7 +16,7 @@ from gs_recon.render.rasterize_cpu import (
 from gs_recon.render.rasterize_ref import isect_tiles_ref, rasterize_ref, visibility_ref
 
 
-def _random_scene(n, W, H, seed, max_scale=0.1, focal=45.0, faint=False):
+def _gaussians(n, W, H, seed, max_scale=0.1, focal=45.0, faint=False):
     """n random Gaussians seen from one camera: (means [N,3], quats [N,4], scales [N,3], opacities [N],
     viewmat [1,4,4], K [1,3,3]). Opacities uniform in 0.05..0.95, or with faint=True log-uniform in 1e-3..1:
     some below 1/255 and many just above it, so the rasterizer's skip of pixels where alpha cannot reach
@@ -33,8 +33,8 @@ def _random_scene(n, W, H, seed, max_scale=0.1, focal=45.0, faint=False):
 
 
 def _proj(n=400, W=48, H=40, seed=0):
-    """_random_scene projected: (Projection, opacities [1,N], W, H)."""
-    means, quats, scales, op, vm, K = _random_scene(n, W, H, seed)
+    """_gaussians projected: (Projection, opacities [1,N], W, H)."""
+    means, quats, scales, op, vm, K = _gaussians(n, W, H, seed)
     return project(means, quats, scales, vm, K, W, H), op[None].clone(), W, H
 
 
@@ -73,8 +73,8 @@ def test_forward_backward_match_reference():
 
 
 def _faint_scene(n=600, W=64, H=48, seed=5):
-    """_random_scene with faint opacities: (means, quats, scales, opacities [N], viewmat, K, W, H)."""
-    return (*_random_scene(n, W, H, seed, max_scale=0.15, focal=50.0, faint=True), W, H)
+    """_gaussians with faint opacities: (means, quats, scales, opacities [N], viewmat, K, W, H)."""
+    return (*_gaussians(n, W, H, seed, max_scale=0.15, focal=50.0, faint=True), W, H)
 
 
 @pytest.mark.parametrize("size", [(64, 48), (37, 29)])
@@ -383,3 +383,41 @@ def test_cuda_training_step_syncs():
     syncs = [x for x in w if "synchroniz" in str(x.message)]
     print(f"{len(syncs) / 10:.1f} host syncs per step:", {str(x.message)[:80] for x in syncs})
     assert len(syncs) / 10 <= 4, len(syncs)
+
+
+def test_kernels_run_without_the_gil():
+    """The C++ entry points release the GIL: while one thread is inside rasterize_fwd, another keeps running
+    Python (a viewer thread's render, a background import). Checked over the middle third of a >= 0.1 s call,
+    which a held GIL would leave empty (a thread switch can only delay the call's start by one switch interval)."""
+    import threading
+    import time
+
+    ext = load_cpu_ext()
+    params, vm, K = random_scene(60000, 384, seed=1)
+    p = project(params["means"].detach(), params["quats"].detach(), torch.exp(params["scales"].detach()), vm, K, 384, 384)
+    t = isect_tiles(p.means2d, p.radii, p.depths, 384, 384)
+    op = torch.sigmoid(params["opacities"].detach())[None].contiguous()
+    for ch in (3, 12, 48, 192):  # more feature channels until the call is long enough to split into thirds
+        args = (p.means2d.detach().contiguous(), p.conics.detach().contiguous(), op, torch.rand(1, op.shape[1], ch),
+                p.depths.detach().contiguous(), t.offsets, t.ids, 384, 384, 16)
+        t0 = time.perf_counter()
+        ext.rasterize_fwd(*args)
+        if time.perf_counter() - t0 >= 0.15:
+            break
+    window = []
+
+    def work():
+        t0 = time.perf_counter()
+        ext.rasterize_fwd(*args)
+        window.extend([t0, time.perf_counter()])
+
+    th = threading.Thread(target=work)
+    ticks = []
+    th.start()
+    while th.is_alive():
+        ticks.append(time.perf_counter())
+    th.join()
+    t0, t1 = window
+    assert t1 - t0 >= 0.1, t1 - t0
+    lo, hi = t0 + (t1 - t0) / 3, t1 - (t1 - t0) / 3
+    assert sum(lo < x < hi for x in ticks) > 100

@@ -398,10 +398,13 @@ void tsdf_integrate(at::Tensor tsdf_sum, at::Tensor weight, at::Tensor color_sum
                     at::Tensor colors, at::Tensor Ks, at::Tensor viewmats, double lox, double loy, double loz,
                     double voxel, int64_t X, int64_t Y, int64_t Z, double trunc);
 
+// Every entry point runs without the GIL (the kernels touch no Python object): a viewer thread's render or a
+// background import proceeds while the training thread is inside a kernel (tests/test_render_cpu.py).
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.def("tsdf_integrate", &tsdf_integrate, "TSDF integration of depth maps (CPU)");
-  m.def("isect_tiles", &isect_tiles, "tile/Gaussian intersections sorted by depth");
-  m.def("rasterize_fwd", &rasterize_fwd, "CPU rasterization forward");
-  m.def("rasterize_bwd", &rasterize_bwd, "CPU rasterization backward");
-  m.def("accumulate_visibility", &accumulate_visibility, "per-Gaussian visibility (CPU)");
+  using nogil = py::call_guard<py::gil_scoped_release>;
+  m.def("tsdf_integrate", &tsdf_integrate, "TSDF integration of depth maps (CPU)", nogil());
+  m.def("isect_tiles", &isect_tiles, "tile/Gaussian intersections sorted by depth", nogil());
+  m.def("rasterize_fwd", &rasterize_fwd, "CPU rasterization forward", nogil());
+  m.def("rasterize_bwd", &rasterize_bwd, "CPU rasterization backward", nogil());
+  m.def("accumulate_visibility", &accumulate_visibility, "per-Gaussian visibility (CPU)", nogil());
 }
