@@ -397,9 +397,9 @@ def test_kernels_run_without_the_gil():
     p = project(params["means"].detach(), params["quats"].detach(), torch.exp(params["scales"].detach()), vm, K, 384, 384)
     t = isect_tiles(p.means2d, p.radii, p.depths, 384, 384)
     op = torch.sigmoid(params["opacities"].detach())[None].contiguous()
+    m2, con, dep = (x.detach().contiguous() for x in (p.means2d, p.conics, p.depths))
     for ch in (3, 12, 48, 192):  # more feature channels until the call is long enough to split into thirds
-        args = (p.means2d.detach().contiguous(), p.conics.detach().contiguous(), op, torch.rand(1, op.shape[1], ch),
-                p.depths.detach().contiguous(), t.offsets, t.ids, 384, 384, 16)
+        args = (m2, con, op, torch.rand(1, op.shape[1], ch), dep, t.offsets, t.ids, 384, 384, 16)
         t0 = time.perf_counter()
         ext.rasterize_fwd(*args)
         if time.perf_counter() - t0 >= 0.15:

@@ -20,10 +20,10 @@ def decimate(mesh, max_faces: int):
     import fast_simplification
 
     closed = bool(mesh.is_watertight)
-    for target in (max_faces, int(0.97 * max_faces), int(0.94 * max_faces)):
-        pts, faces = fast_simplification.simplify(np.asarray(mesh.vertices, np.float64),
-                                                  np.asarray(mesh.faces, np.int32), target_count=int(target),
-                                                  agg=3.0, preserve_border=not closed)
+    v_in, f_in = np.asarray(mesh.vertices, np.float64), np.asarray(mesh.faces, np.int32)
+    for target in (int(max_faces), int(0.97 * max_faces), int(0.94 * max_faces)):
+        pts, faces = fast_simplification.simplify(v_in, f_in, target_count=target, agg=3.0,
+                                                  preserve_border=not closed)
         pts, faces = fix_pinches(pts, faces)
         if closed and not (_edge_counts(faces) == 2).all():
             pts, faces = _cut_and_fill(pts, faces)
