@@ -64,3 +64,21 @@ def run(tmp_path_factory):
                                                 "mesh.orbit_views=8"])
     m = run_pipeline(DEMO, cfg, progress=False)
     return m, out, cfg
+
+
+@pytest.fixture(scope="session")
+def bunny_tsdf():
+    """The Stanford bunny as mesh extraction leaves an object before decimation: depth maps from 24 views
+    fused into a closed TSDF mesh (128 voxels across), cleaned as mesh_for cleans it."""
+    import torch
+    import trimesh
+
+    from gs_recon.data.synthetic import depth_maps_around
+    from gs_recon.mesh.tsdf import TSDFVolume, clean_mesh
+
+    gt = trimesh.load(shared("meshes/stanford-bunny.obj"), force="mesh")
+    deps, Ks, vms = depth_maps_around(gt, n_views=24, size=160)
+    lo, hi = gt.bounds[0] - 0.1 * gt.extents, gt.bounds[1] + 0.1 * gt.extents
+    vol = TSDFVolume(lo, hi, float((hi - lo).max()) / 128)
+    vol.integrate(torch.where(deps > 0, deps, torch.full_like(deps, 1e6)), Ks, vms)
+    return clean_mesh(vol.extract(closed=True))

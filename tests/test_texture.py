@@ -3,7 +3,6 @@ rasterisation, texture baking + the textured-mesh renderer against known images,
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,8 +10,6 @@ import torch
 
 from gs_recon.mesh.simplify import _edge_counts, decimate, fix_pinches
 from gs_recon.mesh.texture import BakeViews, bake, rasterize_uv, render_textured, textured_mesh, unwrap
-
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "meshes"
 
 
 def _chamfer_frac(a, b, n=30000):
@@ -97,23 +94,15 @@ def test_decimation_retries_a_smaller_budget_when_the_repair_fails(monkeypatch):
     assert d.is_watertight and d.is_winding_consistent
 
 
-@pytest.mark.skipif(not (SHARED / "stanford-bunny.obj").exists(), reason="../shared/data/meshes is absent")
-def test_decimation_of_a_real_tsdf_mesh_at_the_default_budget():
+def test_decimation_of_a_real_tsdf_mesh_at_the_default_budget(bunny_tsdf):
     """Acceptance (issue 13): a TSDF mesh of a real scan (closed, as object meshes are fused) decimated to the
     default object budget (MeshConfig.max_faces) stays watertight and within 0.2% of the bbox diagonal
     (Chamfer-L1 to the undecimated mesh)."""
     import trimesh
 
     from gs_recon.config import MeshConfig
-    from gs_recon.mesh.tsdf import TSDFVolume, clean_mesh
-    from gs_recon.data.synthetic import depth_maps_around
 
-    gt = trimesh.load(SHARED / "stanford-bunny.obj", force="mesh")
-    deps, Ks, vms = depth_maps_around(gt, n_views=24, size=160)
-    lo, hi = gt.bounds[0] - 0.1 * gt.extents, gt.bounds[1] + 0.1 * gt.extents
-    vol = TSDFVolume(lo, hi, float((hi - lo).max()) / 128)
-    vol.integrate(torch.where(deps > 0, deps, torch.full_like(deps, 1e6)), Ks, vms)
-    full = clean_mesh(vol.extract(closed=True))  # as mesh_for does
+    full = bunny_tsdf
     assert full.is_watertight and len(full.faces) > 2 * MeshConfig().max_faces
     d = decimate(full, MeshConfig().max_faces)
     assert len(d.faces) <= MeshConfig().max_faces and d.is_watertight
@@ -152,13 +141,14 @@ def _plane_views(W=64, H=48):
     return plane, K, img
 
 
-def test_bake_then_render_reproduces_the_view():
+@pytest.mark.parametrize("method", ["xatlas", "axis"])
+def test_bake_then_render_reproduces_the_view(method):
     """Bake a plane's texture from one view (image known), ray-cast the textured plane from that view: the
-    image comes back (PSNR > 30 dB). A second view whose depth disagrees (an occluder) is ignored; a view
-    seeing only the back gives nothing, so texels fall back to the given colours."""
+    image comes back (PSNR > 30 dB), with either parameterisation. A second view whose depth disagrees (an
+    occluder) is ignored; a view seeing only the back gives nothing, so texels fall back to the given colours."""
     plane, K, img = _plane_views()
     H, W = img.shape[:2]
-    vmap, f_uv, uv = unwrap(plane.vertices, plane.faces, 256)
+    vmap, f_uv, uv = unwrap(plane.vertices, plane.faces, 256, method=method)
     verts = np.asarray(plane.vertices)[vmap]
     eye = torch.eye(4)
     occluder = torch.zeros(H, W, 3)

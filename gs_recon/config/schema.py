@@ -129,18 +129,23 @@ class MeshConfig:
     # (demo: object silhouettes 11% smaller than the photos' at level 0; docs/BENCHMARKS.md)
     fit_silhouettes: bool = True
     # face budgets (quadric decimation after marching cubes; 0 keeps every face). 20k faces keep an object
-    # within ~0.1% of its bbox diagonal of the full mesh (docs/BENCHMARKS.md) and unwrap in ~2-3 s; the
-    # background is mostly large planes: 40k faces (xatlas ~9 s on 2 cores; it grows faster than linearly)
+    # within ~0.1% of its bbox diagonal of the full mesh (docs/BENCHMARKS.md) and unwrap in ~1 s at 1024 px;
+    # the background is mostly large planes: 40k faces
     max_faces: int = 20000
     background_max_faces: int = 40000
-    # UV texture: xatlas unwrap + albedo baked from the Gaussians' renders (OBJ+MTL+PNG, textured glb);
+    # UV texture: unwrap (below) + albedo baked from the Gaussians' renders (OBJ+MTL+PNG, textured glb);
     # sizes as DP-Recon (1024 objects, 2048 background). false: vertex colours only
     texture: bool = True
     texture_size: int = 1024
     background_texture_size: int = 2048
-    # xatlas chart optimisation passes (its ChartOptions.max_iterations; xatlas's default is 1). 0 grows the
-    # charts once and packs them: 2-5x faster unwrap for ~20% more charts, textured renders unchanged
-    # (demo 28.81 -> 28.80 dB, real3 22.11 -> 22.12; docs/BENCHMARKS.md "Textured meshes")
+    # UV charts: "axis" (mesh/charts.py: faces grouped by the axis their smoothed normal points along and
+    # projected onto its plane; 180-600 charts per 20k-face TSDF object) or "xatlas" (1,000-3,000 there).
+    # Same textured renders (demo 27.76 -> 27.74 dB, real3 22.84 -> 22.83), unwrap 3.7-6.7x faster
+    # (docs/BENCHMARKS.md "UV charts")
+    unwrap: Literal["axis", "xatlas"] = "axis"
+    # unwrap xatlas only: its chart optimisation passes (ChartOptions.max_iterations; xatlas's default is 1).
+    # 0 grows the charts once and packs them: 2-5x faster unwrap for ~20% more charts, textured renders
+    # unchanged (demo 28.81 -> 28.80 dB, real3 22.11 -> 22.12; docs/BENCHMARKS.md "Textured meshes")
     unwrap_iterations: int = 0
 
 

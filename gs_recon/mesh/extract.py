@@ -18,6 +18,7 @@ from ..config import MeshConfig
 from ..errors import SceneError
 from ..geometry import orbit_viewmats, panorama_cameras, pinhole_K
 from ..render.api import render, use_gsplat_for
+from .charts import chart_count
 from .simplify import decimate
 from .texture import BakeViews, bake, textured_mesh, unwrap
 from .tsdf import TSDFVolume, clean_mesh
@@ -181,7 +182,7 @@ def build_meshes(params, scene, cfg: Optional[MeshConfig] = None, objects: Optio
             "iso_level": meta.get("iso_level", 0.0)})
         if cfg.texture:
             size = cfg.background_texture_size if oid == 0 else cfg.texture_size
-            tm, tex = _textured(params, labels == oid, m, views, size, meta, cfg.unwrap_iterations)
+            tm, tex = _textured(params, labels == oid, m, views, size, meta, cfg)
             r.textured, r.texture_image = to_world_mesh(tm, scene.world_from_internal), tex["image"]
             r.stats["texture"] = {k: v for k, v in tex.items() if k != "image"}
         r.seconds = round(time.time() - t0, 2)
@@ -189,13 +190,13 @@ def build_meshes(params, scene, cfg: Optional[MeshConfig] = None, objects: Optio
     return out
 
 
-def _textured(params, mask, mesh, views, size: int, meta: Dict, unwrap_iterations: int = 0):
+def _textured(params, mask, mesh, views, size: int, meta: Dict, cfg: MeshConfig):
     """Unwrap `mesh` (internal frame) and bake its albedo from `views` (mesh_for's renders). Returns the
-    textured trimesh and {image, size, texels, seen_fraction, unwrap_s, bake_s}."""
+    textured trimesh and {image, size, texels, seen_fraction, charts, unwrap_s, bake_s}."""
     from ..render.sh import sh_to_rgb
 
     t0 = time.time()
-    vmap, f_uv, uv = unwrap(mesh.vertices, mesh.faces, size, unwrap_iterations)
+    vmap, f_uv, uv = unwrap(mesh.vertices, mesh.faces, size, cfg.unwrap_iterations, cfg.unwrap)
     t1 = time.time()
     verts = np.asarray(mesh.vertices)[vmap]
     bv = BakeViews(torch.stack([v[0] for v in views]), torch.stack([v[1] for v in views]),
@@ -208,7 +209,8 @@ def _textured(params, mask, mesh, views, size: int, meta: Dict, unwrap_iteration
     tol = 0.02 * diag + meta.get("surface_offset", 0.0) + 2 * meta.get("voxel", 0.0)
     img, stats = bake(verts, f_uv, uv, size, bv, pts, cols, depth_tol=tol)
     tm = textured_mesh(verts, f_uv, uv, img)
-    return tm, {"image": img, "size": size, **stats, "unwrap_s": round(t1 - t0, 2), "bake_s": round(time.time() - t1, 2)}
+    return tm, {"image": img, "size": size, **stats, "charts": chart_count(f_uv), "unwrap_s": round(t1 - t0, 2),
+                "bake_s": round(time.time() - t1, 2)}
 
 
 def boundary_edge_fraction(mesh) -> float:

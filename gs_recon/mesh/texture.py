@@ -1,5 +1,6 @@
-"""UV textures for the meshes: xatlas unwrap, an albedo baked from the Gaussians' own renders, seam padding,
-and a small ray-cast renderer of textured meshes (benchmarks and tests compare it with the splat renders).
+"""UV textures for the meshes: the unwrap (mesh/charts.py or xatlas), UV rasterisation, an albedo baked from
+the Gaussians' own renders, seam padding, and a small ray-cast renderer of textured meshes (benchmarks and
+tests compare it with the splat renders).
 
 Texture images are stored row 0 = top, so a texel (x, y) sits at uv = ((x + 0.5) / S, 1 - (y + 0.5) / S)
 (OBJ and glTF both read v upwards; trimesh flips v when it writes glTF)."""
@@ -11,6 +12,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .charts import axis_unwrap
+from .uv import rasterize_uv
+
 
 @dataclass
 class BakeViews:
@@ -21,10 +25,16 @@ class BakeViews:
     depth: Tensor  # [V, H, W] median depth where covered (alpha > threshold), 0 elsewhere
 
 
-def unwrap(vertices: np.ndarray, faces: np.ndarray, resolution: int = 1024, iterations: int = 0):
-    """xatlas charts + packing. vertices [N, 3], faces [F, 3] -> (vmapping [M] index into vertices,
-    faces [F, 3] into the M new vertices, uv [M, 2] in [0, 1]). Vertices on chart seams are duplicated.
-    iterations: xatlas's chart optimisation passes (ChartOptions.max_iterations; MeshConfig.unwrap_iterations)."""
+def unwrap(vertices: np.ndarray, faces: np.ndarray, resolution: int = 1024, iterations: int = 0,
+           method: str = "axis"):
+    """UV charts + packing. vertices [N, 3], faces [F, 3] -> (vmapping [M] index into vertices, faces [F, 3]
+    into the M new vertices, uv [M, 2] in [0, 1]). Vertices on chart seams are duplicated.
+    method (MeshConfig.unwrap) "axis": axis-projection charts (mesh/charts.py); "xatlas": xatlas's charts,
+    iterations its chart optimisation passes (ChartOptions.max_iterations; MeshConfig.unwrap_iterations)."""
+    if method == "axis":
+        return axis_unwrap(vertices, faces, resolution)
+    if method != "xatlas":
+        raise ValueError(f"unknown unwrap method {method!r} (xatlas or axis)")
     import xatlas
 
     atlas = xatlas.Atlas()
@@ -39,43 +49,6 @@ def unwrap(vertices: np.ndarray, faces: np.ndarray, resolution: int = 1024, iter
     atlas.generate(charts, pack)
     vmap, idx, uv = atlas[0]
     return vmap.astype(np.int64), idx.astype(np.int64), uv.astype(np.float32)
-
-
-def rasterize_uv(uv: np.ndarray, faces: np.ndarray, size: int, max_candidates: int = 1 << 22):
-    """Which face covers each texel centre. uv [M, 2], faces [F, 3] -> (face [S, S] int64, -1 = none;
-    bary [S, S, 3] float32). Each face's texel bounding box is enumerated and tested with barycentrics,
-    chunked so at most max_candidates texels are tested at once."""
-    tri = uv[faces].astype(np.float64)  # [F, 3, 2]
-    tri = np.stack([tri[..., 0] * size - 0.5, (1 - tri[..., 1]) * size - 0.5], -1)  # texel-centre coordinates
-    lo = np.clip(np.floor(tri.min(1)), 0, size - 1).astype(np.int64)
-    hi = np.clip(np.ceil(tri.max(1)), 0, size - 1).astype(np.int64)
-    w, h = hi[:, 0] - lo[:, 0] + 1, hi[:, 1] - lo[:, 1] + 1
-    n = w * h
-    face = np.full(size * size, -1, np.int64)
-    bary = np.zeros((size * size, 3), np.float32)
-    ends = np.cumsum(n)
-    s = 0
-    while s < len(faces):
-        e = max(s + 1, int(np.searchsorted(ends, (ends[s - 1] if s else 0) + max_candidates, side="right")))
-        f = np.repeat(np.arange(s, e), n[s:e])
-        k = np.arange(len(f)) - np.repeat(ends[s:e] - n[s:e] - (ends[s - 1] if s else 0), n[s:e])
-        x, y = lo[f, 0] + k % w[f], lo[f, 1] + k // w[f]
-        a, b, c = tri[f, 0], tri[f, 1], tri[f, 2]
-        v0, v1 = b - a, c - a
-        px, py = x - a[:, 0], y - a[:, 1]
-        den = v0[:, 0] * v1[:, 1] - v1[:, 0] * v0[:, 1]
-        ok = np.abs(den) > 1e-12
-        den = np.where(ok, den, 1.0)
-        l1 = (px * v1[:, 1] - v1[:, 0] * py) / den
-        l2 = (v0[:, 0] * py - px * v0[:, 1]) / den
-        l0 = 1 - l1 - l2
-        eps = 1e-6
-        inside = ok & (l0 >= -eps) & (l1 >= -eps) & (l2 >= -eps)
-        pix = y[inside] * size + x[inside]
-        face[pix] = f[inside]
-        bary[pix] = np.stack([l0, l1, l2], -1)[inside]
-        s = e
-    return face.reshape(size, size), bary.reshape(size, size, 3)
 
 
 def _bilinear(img: Tensor, u: Tensor, v: Tensor) -> Tensor:
