@@ -76,7 +76,7 @@ def _figure(run, path: Path) -> None:
     img.resize((img.width * scale, img.height * scale), Image.NEAREST).save(path)
 
 
-def run_case(case: str, work: Path) -> dict:
+def run_case(case: str, work: Path, unwrap: str = "") -> dict:
     from gs_recon.eval.texture_eval import textured_vs_splats
     from gs_recon.export.meshes import extract_meshes
     from gs_recon.run.manifest import open_run
@@ -93,6 +93,8 @@ def run_case(case: str, work: Path) -> dict:
 
     # the preset's mesh settings as they are now (a run trained earlier keeps its own in scene.json)
     run.cfg.mesh = load_config(ROOT / "configs" / "tiny_cpu.yaml").mesh
+    if unwrap:
+        run.cfg.mesh.unwrap = unwrap
     t0 = time.perf_counter()
     entries = extract_meshes(run.params, run.scene, run.path, run.cfg.mesh)
     wall = time.perf_counter() - t0
@@ -108,6 +110,8 @@ def run_case(case: str, work: Path) -> dict:
            "bg_faces": (bg["faces"], bg["faces_before_decimation"]) if bg else None,
            "watertight": all(e["watertight"] for e in objs), "levels": [e["iso_level"] for e in objs],
            "unwrap": sum(e["texture"]["unwrap_s"] for e in entries if e.get("texture")),
+           "method": run.cfg.mesh.unwrap,
+           "charts": [e["texture"]["charts"] for e in objs] + ([bg["texture"]["charts"]] if bg else []),
            "bake": sum(e["texture"]["bake_s"] for e in entries if e.get("texture")),
            "seen": float(np.mean([e["texture"]["seen_fraction"] for e in objs]))}
     print(json.dumps(row), flush=True)
@@ -118,19 +122,23 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cases", default="demo,real3")
     ap.add_argument("--work", default="/tmp/gs_bench_tex")
+    ap.add_argument("--unwrap", default="", help="xatlas or axis (default: the preset's mesh.unwrap); "
+                    "several, comma-separated, give one row each on the same trained runs")
     a = ap.parse_args(argv)
     work = Path(a.work)
     work.mkdir(parents=True, exist_ok=True)
-    rows = [run_case(c, work) for c in a.cases.split(",")]
+    rows = [run_case(c, work, u) for c in a.cases.split(",") for u in a.unwrap.split(",")]
     print(f"\n{platform.machine()} CPU, {os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}, `python tools/bench_texture.py`\n")
     print("| case | object faces (full -> budget) | background faces | texture (obj / bg) | watertight | "
-          "iso-level | unwrap s | bake s | meshes + textures s | splat PSNR | textured mesh PSNR | gap |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "iso-level | unwrap | charts (objects, bg) | unwrap s | bake s | meshes + textures s | splat PSNR | "
+          "textured mesh PSNR | gap |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         faces = ", ".join(f"{a} -> {b}" for a, b in zip(r["faces_full"], r["faces"]))
         bgf = f"{r['bg_faces'][1]} -> {r['bg_faces'][0]}" if r["bg_faces"] else "-"
         print(f"| {r['case']} | {faces} | {bgf} | {r['tex']} / {r['bg_tex']} | {r['watertight']} | "
-              f"{', '.join(f'{x:.1f}' for x in r['levels'])} | {r['unwrap']:.1f} | {r['bake']:.1f} | {r['wall']:.1f} | "
+              f"{', '.join(f'{x:.1f}' for x in r['levels'])} | {r['method']} | {', '.join(map(str, r['charts']))} | "
+              f"{r['unwrap']:.1f} | {r['bake']:.1f} | {r['wall']:.1f} | "
               f"{r['splat']:.2f} | {r['mesh']:.2f} | {r['splat'] - r['mesh']:.2f} dB |")
     return 0
 
