@@ -1,6 +1,6 @@
-"""UV textures for the meshes: the unwrap (mesh/charts.py or xatlas), UV rasterisation, an albedo baked from
-the Gaussians' own renders, seam padding, and a small ray-cast renderer of textured meshes (benchmarks and
-tests compare it with the splat renders).
+"""UV textures for the meshes: the unwrap (mesh/charts.py or xatlas), an albedo baked from the Gaussians' own
+renders (texels found by mesh/uv.py), seam padding, and a small ray-cast renderer of textured meshes
+(benchmarks and tests compare it with the splat renders).
 
 Texture images are stored row 0 = top, so a texel (x, y) sits at uv = ((x + 0.5) / S, 1 - (y + 0.5) / S)
 (OBJ and glTF both read v upwards; trimesh flips v when it writes glTF)."""
