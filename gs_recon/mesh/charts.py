@@ -32,23 +32,17 @@ _UV_AXES = ((1, 2), (2, 1), (2, 0), (0, 2), (0, 1), (1, 0))  # (u axis, v axis) 
 
 
 def _face_adjacency(faces: np.ndarray) -> np.ndarray:
-    """Pairs of faces [E, 2] that share an edge (a non-manifold edge pairs its faces in the order met)."""
-    F = len(faces)
-    e = np.sort(faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2), axis=1)
-    key = e[:, 0].astype(np.int64) * (int(faces.max(initial=0)) + 1) + e[:, 1]
-    order = np.argsort(key, kind="stable")
-    k, f = key[order], (np.arange(3 * F) // 3)[order]
-    same = k[1:] == k[:-1]
-    return np.stack([f[:-1][same], f[1:][same]], 1)
+    """Pairs of faces [E, 2] that share an edge (trimesh's face adjacency)."""
+    import trimesh
+
+    return trimesh.graph.face_adjacency(faces=faces)
 
 
 def _components(n: int, pairs: np.ndarray) -> np.ndarray:
-    """Connected-component id [n] of n nodes joined by pairs [E, 2]."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
+    """Connected-component id [n] of n nodes joined by pairs [E, 2] (trimesh's labelling, scipy underneath)."""
+    import trimesh
 
-    g = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
-    return connected_components(g, directed=False)[1]
+    return trimesh.graph.connected_component_labels(pairs, node_count=n)
 
 
 def _directions(face_normals: np.ndarray, adj: np.ndarray, rounds: int = 6) -> np.ndarray:
@@ -94,13 +88,13 @@ def _stacked_faces(uv: np.ndarray, faces: np.ndarray, height: np.ndarray, size: 
         pix_l.append(pix)
         f_l.append(f if which is None else which[f])
         h_l.append((height[faces[f]] * bary).sum(1))
-    pix, f, h = (np.concatenate(x) for x in (pix_l, f_l, h_l)) if pix_l else (np.zeros(0, np.int64),) * 3
-    if len(pix) == 0:
+    if sum(len(p) for p in pix_l) == 0:
         return np.zeros(0, np.int64)
+    pix, f, h = (np.concatenate(x) for x in (pix_l, f_l, h_l))
     order = np.argsort(pix, kind="stable")
     pix, f, h = pix[order], f[order], h[order]
-    starts = np.flatnonzero(np.r_[True, pix[1:] != pix[:-1]])
-    top = np.maximum.reduceat(h, starts)[np.cumsum(np.r_[True, pix[1:] != pix[:-1]]) - 1]
+    first = np.r_[True, pix[1:] != pix[:-1]]  # each texel's first hit
+    top = np.maximum.reduceat(h, np.flatnonzero(first))[np.cumsum(first) - 1]
     return np.unique(f[h < top - tol])
 
 

@@ -234,17 +234,13 @@ def _all_corners(m: np.ndarray) -> np.ndarray:
 def clean_mesh(mesh, keep_fraction: float = 0.05, max_components: int = 50):
     """Keep connected components (faces joined by shared edges) with at least keep_fraction of the largest
     one's faces, at most max_components of them. Labels faces once instead of building a submesh per piece."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
+    import trimesh
 
     if mesh is None or len(mesh.faces) == 0:
         return mesh
     mesh.merge_vertices()
-    n = len(mesh.faces)
-    adj = mesh.face_adjacency
-    graph = coo_matrix((np.ones(len(adj)), (adj[:, 0], adj[:, 1])), shape=(n, n))
-    n_comp, comp = connected_components(graph, directed=False)
-    if n_comp <= 1:
+    comp = trimesh.graph.connected_component_labels(mesh.face_adjacency, node_count=len(mesh.faces))
+    if comp.max() == 0:
         return mesh
     sizes = np.bincount(comp)
     order = np.argsort(-sizes)[:max_components]
