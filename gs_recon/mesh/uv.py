@@ -9,13 +9,50 @@ import numpy as np
 def texel_hits(tri: np.ndarray, size: int, tol: float = 1e-6, max_candidates: int = 1 << 22):
     """The texel centres inside each UV triangle, in chunks. tri [F, 3, 2] in texel-centre coordinates
     (x right, y down: texel (x, y) has its centre at (x, y)). The texel centres in each face's bounding box
-    are enumerated and tested with barycentrics (inside: all three >= -tol; a negative tol keeps only texels
-    clear of the edges), at most max_candidates at a time; degenerate faces cover nothing. Yields (face [K],
-    flat texel index y * size + x [K], barycentrics [K, 3] float64)."""
-    tri = np.asarray(tri, np.float64)
+    are tested with barycentrics (inside: all three >= -tol; a negative tol keeps only texels clear of the
+    edges); degenerate faces cover nothing. Yields (face [K], flat texel index y * size + x [K], barycentrics
+    [K, 3] float64), faces in order, each face's texels row by row, chunks of at most max_candidates
+    bounding-box texels. The C++ kernel (mesh/csrc/uv_cpu.cpp) does the work when the extension is built,
+    else the numpy reference below, with the same hits."""
+    from ..render._ext import load_cpu_ext
+
+    ext = load_cpu_ext()
+    if ext is None:
+        yield from _texel_hits_numpy(tri, size, tol, max_candidates)
+        return
+    import torch
+
+    tri = np.ascontiguousarray(tri, np.float64)
+    for s, e in _chunks(tri, size, max_candidates):
+        f, pix, bary = ext.texel_hits(torch.from_numpy(tri[s:e]), size, tol)
+        yield f.numpy() + s, pix.numpy(), bary.numpy()
+
+
+def _bboxes(tri: np.ndarray, size: int):
+    """Per face: the first texel centre of its bounding box lo [F, 2] and its width, height [F] (texels)."""
     lo = np.clip(np.ceil(tri.min(1) - 1e-3), 0, size).astype(np.int64)  # the texel centres in the bbox
     hi = np.clip(np.floor(tri.max(1) + 1e-3), -1, size - 1).astype(np.int64)
     w, h = np.maximum(hi - lo + 1, 0).T
+    return lo, w, h
+
+
+def _chunks(tri: np.ndarray, size: int, max_candidates: int):
+    """Face ranges [s, e) holding at most max_candidates bounding-box texels together (a larger face alone)."""
+    _, w, h = _bboxes(tri, size)
+    ends = np.cumsum(w * h)
+    s = 0
+    while s < len(tri):
+        before = int(ends[s - 1]) if s else 0
+        e = max(s + 1, int(np.searchsorted(ends, before + max_candidates, side="right")))
+        yield s, e
+        s = e
+
+
+def _texel_hits_numpy(tri: np.ndarray, size: int, tol: float = 1e-6, max_candidates: int = 1 << 22):
+    """texel_hits in numpy (the reference for the C++ kernel; used when the extension cannot be built): each
+    face's bounding-box texel centres enumerated, tested in chunks of at most max_candidates."""
+    tri = np.asarray(tri, np.float64)
+    lo, w, h = _bboxes(tri, size)
     a = tri[:, 0]
     v0, v1 = tri[:, 1] - a, tri[:, 2] - a
     den = v0[:, 0] * v1[:, 1] - v1[:, 0] * v0[:, 1]
@@ -26,11 +63,10 @@ def texel_hits(tri: np.ndarray, size: int, tol: float = 1e-6, max_candidates: in
     # gathered once per candidate
     coef = np.stack([a[:, 0], a[:, 1], v1[:, 1] * inv, -v1[:, 0] * inv, -v0[:, 1] * inv, v0[:, 0] * inv], 1)
     ends = np.cumsum(n)
-    s = 0
-    while s < len(tri):
-        e = max(s + 1, int(np.searchsorted(ends, (ends[s - 1] if s else 0) + max_candidates, side="right")))
+    for s, e in _chunks(tri, size, max_candidates):
+        base = ends[s - 1] if s else 0
         f = np.repeat(np.arange(s, e), n[s:e])
-        k = np.arange(len(f)) - np.repeat(ends[s:e] - n[s:e] - (ends[s - 1] if s else 0), n[s:e])
+        k = np.arange(len(f)) - np.repeat(ends[s:e] - n[s:e] - base, n[s:e])
         wf = w[f]
         dy = k // wf
         x, y = lo[f, 0] + (k - dy * wf), lo[f, 1] + dy
@@ -41,7 +77,6 @@ def texel_hits(tri: np.ndarray, size: int, tol: float = 1e-6, max_candidates: in
         l0 = 1 - l1 - l2
         inside = (l0 >= -tol) & (l1 >= -tol) & (l2 >= -tol)
         yield f[inside], y[inside] * size + x[inside], np.stack([l0, l1, l2], -1)[inside]
-        s = e
 
 
 def uv_to_texel(uv: np.ndarray, size: int) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Build/load the C++ CPU kernels: rasterizer, visibility, TSDF integration.
+"""Build/load the C++ CPU kernels: rasterizer, visibility, TSDF integration, UV rasterisation.
 
 JIT-compiled once with torch.utils.cpp_extension, then cached."""
 from __future__ import annotations
@@ -11,6 +11,7 @@ from pathlib import Path
 
 _SRC = Path(__file__).parent / "csrc" / "raster_cpu.cpp"
 _SRC_TSDF = Path(__file__).parent.parent / "mesh" / "csrc" / "tsdf_cpu.cpp"
+_SRC_UV = Path(__file__).parent.parent / "mesh" / "csrc" / "uv_cpu.cpp"
 
 
 def build_dir(kind: str) -> Path:
@@ -37,7 +38,7 @@ def load_cpu_ext():
 
         return load(
             name="gs_recon_raster_cpu",
-            sources=[str(_SRC), str(_SRC_TSDF)],
+            sources=[str(_SRC), str(_SRC_TSDF), str(_SRC_UV)],
             extra_cflags=["-O3", "-ffast-math", "-fopenmp"] if os.name != "nt" else ["/O2"],
             extra_ldflags=["-fopenmp"] if os.name != "nt" else [],
             build_directory=str(build_dir("ext")),

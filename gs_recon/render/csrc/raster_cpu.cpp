@@ -397,11 +397,14 @@ std::vector<torch::Tensor> accumulate_visibility(torch::Tensor means2d, torch::T
 void tsdf_integrate(at::Tensor tsdf_sum, at::Tensor weight, at::Tensor color_sum, at::Tensor depths,
                     at::Tensor colors, at::Tensor Ks, at::Tensor viewmats, double lox, double loy, double loz,
                     double voxel, int64_t X, int64_t Y, int64_t Z, double trunc);
+// defined in gs_recon/mesh/csrc/uv_cpu.cpp
+std::vector<at::Tensor> texel_hits(at::Tensor tri, int64_t size, double tol);
 
 // Every entry point runs without the GIL (the kernels touch no Python object): a viewer thread's render or a
 // background import proceeds while the training thread is inside a kernel (tests/test_render_cpu.py).
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   using nogil = py::call_guard<py::gil_scoped_release>;
+  m.def("texel_hits", &texel_hits, "texel centres inside UV triangles, with barycentrics (CPU)", nogil());
   m.def("tsdf_integrate", &tsdf_integrate, "TSDF integration of depth maps (CPU)", nogil());
   m.def("isect_tiles", &isect_tiles, "tile/Gaussian intersections sorted by depth", nogil());
   m.def("rasterize_fwd", &rasterize_fwd, "CPU rasterization forward", nogil());
