@@ -206,3 +206,68 @@ def test_a_folded_face_is_cut_out_and_the_hole_closed():
     hole = trimesh.Trimesh(m.vertices, m.faces[1:], process=False)  # a plain hole is closed as well
     verts, fixed = _cut_and_fill(hole.vertices, hole.faces)
     assert trimesh.Trimesh(verts, fixed, process=False).is_watertight and len(fixed) == len(m.faces) + 2
+
+
+def _hits(gen):
+    parts = list(zip(*gen))
+    return [np.concatenate(p) for p in parts] if parts else [np.zeros(0)] * 3
+
+
+@pytest.mark.parametrize("tol", [1e-6, -1e-3])
+def test_texel_hits_kernel_matches_the_numpy_reference(bunny_tsdf, tol):
+    """The C++ UV rasteriser (mesh/csrc/uv_cpu.cpp) against its numpy reference (uv._texel_hits_numpy): the
+    same faces and texels in the same order and the same barycentrics (float64, bit for bit), on a real
+    axis layout at 512 px, random triangles (some hanging over the square's edge, some collapsed to a line or
+    a point) and a chunk limit that splits the faces into many calls."""
+    from gs_recon.mesh.simplify import decimate
+    from gs_recon.mesh.uv import _texel_hits_numpy, texel_hits, uv_to_texel
+    from gs_recon.render._ext import load_cpu_ext
+
+    if load_cpu_ext() is None:
+        pytest.skip("C++ extension not built (no compiler): the numpy reference is the only path")
+    m = decimate(bunny_tsdf, 5000)
+    vmap, f_uv, uv = unwrap(m.vertices, m.faces, 512)
+    rng = np.random.default_rng(0)
+    rand = rng.uniform(-4, 36, (400, 3, 2))  # 32 px square, triangles hanging over its edges
+    rand[:20, 2] = rand[:20, 0] + 0.5 * (rand[:20, 1] - rand[:20, 0])  # collinear
+    rand[20:30] = rand[20:30, :1]  # a point
+    cases = [(uv_to_texel(uv[f_uv], 512), 512, 1 << 22), (rand, 32, 1 << 22), (rand, 32, 50)]
+    for tri, size, chunk in cases:
+        a = _hits(texel_hits(tri, size, tol, max_candidates=chunk))
+        b = _hits(_texel_hits_numpy(tri, size, tol, max_candidates=chunk))
+        assert len(a[0]) > 100
+        for x, y in zip(a, b):
+            assert x.dtype == y.dtype and np.array_equal(x, y)
+
+
+def test_bake_pads_the_seams_with_the_nearest_chart_texel():
+    """Texels within `pad` (chessboard) of a chart take the colour of the nearest chart texel, the ones
+    farther out the mean colour: a square chart over half the texture, seen by a view split left red /
+    right blue."""
+    uv = np.array([[0.25, 0.25], [0.75, 0.25], [0.75, 0.75], [0.25, 0.75]], np.float32)
+    faces = np.array([[0, 2, 1], [0, 3, 2]])  # normal -z: facing a camera at the origin
+    verts = np.array([[-1, -1, 2], [1, -1, 2], [1, 1, 2], [-1, 1, 2.0]])
+    W = H = 64
+    K = torch.tensor([[32.0, 0, 32], [0, 32, 32], [0, 0, 1]])
+    img = torch.zeros(H, W, 3)
+    img[:, :32, 0], img[:, 32:, 2] = 1.0, 1.0
+    views = BakeViews(torch.eye(4)[None], K[None], img[None], torch.full((1, H, W), 2.0))
+    S, pad = 64, 4
+    tex, st = bake(verts, faces, uv, S, views, np.zeros((1, 3)), np.zeros((1, 3)), depth_tol=0.05, pad=pad)
+    face, _ = rasterize_uv(uv, faces, S)
+    ys, xs = np.nonzero(face >= 0)
+    assert st["texels"] == len(ys) and st["seen_fraction"] == 1.0
+    y0, y1, x0, x1 = ys.min(), ys.max(), xs.min(), xs.max()
+    row = (y0 + y1) // 2
+    assert (tex[row, x0 - pad:x0] == tex[row, x0]).all() and (tex[row, x1 + 1:x1 + pad + 1] == tex[row, x1]).all()
+    assert tex[row, x0, 0] > 200 and tex[row, x1, 2] > 200  # red edge left, blue right
+    assert (tex[y0 - pad:y0, x0] == tex[y0, x0]).all() and (tex[y0 - pad - 1, x0 - pad - 1] == tex[0, 0]).all()
+    # copies, not blends: every padded texel holds a colour some chart texel has (averaging the neighbours
+    # made new colours where red meets blue)
+    chart = {tuple(c) for c in tex[face >= 0]}
+    padded = (face < 0) & (np.abs(np.arange(S)[:, None] - (y0 + y1) / 2) <= (y1 - y0) / 2 + pad) & (
+        np.abs(np.arange(S)[None] - (x0 + x1) / 2) <= (x1 - x0) / 2 + pad)
+    assert padded.sum() == (y1 - y0 + 1 + 2 * pad) * (x1 - x0 + 1 + 2 * pad) - len(ys)
+    assert all(tuple(c) in chart for c in tex[padded])
+    mean = tex[face >= 0].astype(np.float64).mean(0)
+    assert np.abs(tex[0, 0] - mean).max() <= 1 and np.abs(tex[row, x0 - pad - 1] - mean).max() <= 1

@@ -69,8 +69,8 @@ def bake(vertices: np.ndarray, faces: np.ndarray, uv: np.ndarray, size: int, vie
     surface there (|rendered median depth - point depth| < depth_tol) and faces the camera, weighted by
     cos(normal, view direction)^power (grazing views blur). Texels no view sees take the colour of the
     nearest of fallback_points [P, 3] (fallback_colors [P, 3] in [0, 1], e.g. the Gaussians' DC colour).
-    Empty texels outside the charts are filled outwards from the charts for `pad` texels (seam padding),
-    the rest with the mean colour. Returns (image [S, S, 3] uint8, stats dict)."""
+    Empty texels within `pad` texels of a chart take its nearest texel's colour (seam padding), the rest the
+    mean colour. Returns (image [S, S, 3] uint8, stats dict)."""
     from scipy import ndimage
     from scipy.spatial import cKDTree
 
@@ -86,26 +86,28 @@ def bake(vertices: np.ndarray, faces: np.ndarray, uv: np.ndarray, size: int, vie
     p, n = p.float(), n.float()
     acc = torch.zeros(len(p), 3)
     wsum = torch.zeros(len(p))
+    H, W = views.depth.shape[1:]
     for i in range(views.viewmats.shape[0]):
         R, t, K = views.viewmats[i, :3, :3].float(), views.viewmats[i, :3, 3].float(), views.Ks[i].float()
-        pc = p @ R.T + t
+        pc = torch.addmm(t, p, R.T)  # [T, 3] camera frame
         z = pc[:, 2]
         zc = z.clamp(min=1e-6)
         u = K[0, 0] * pc[:, 0] / zc + K[0, 2]
         v = K[1, 1] * pc[:, 1] / zc + K[1, 2]
-        H, W = views.depth.shape[1:]
-        inb = (z > 1e-4) & (u >= 0) & (u < W) & (v >= 0) & (v < H)
-        d = views.depth[i][v.long().clamp(0, H - 1), u.long().clamp(0, W - 1)]
-        vis = inb & (d > 0) & ((d - z).abs() < depth_tol)
-        centre = -R.T @ t
-        dirs = centre - p
-        cos = (n * dirs).sum(-1) / dirs.norm(dim=-1).clamp(min=1e-9)
-        w = torch.where(vis & (cos > 0.05), cos.clamp(min=0) ** power, torch.zeros_like(cos))
-        sel = w > 0
-        if not bool(sel.any()):
+        # the rest only on the texels in front of the view and inside its image (a fraction of them)
+        idx = ((z > 1e-4) & (u >= 0) & (u < W) & (v >= 0) & (v < H)).nonzero()[:, 0]
+        z, u, v = z[idx], u[idx], v[idx]
+        d = views.depth[i][v.long(), u.long()]
+        keep = (d > 0) & ((d - z).abs() < depth_tol)
+        idx, u, v = idx[keep], u[keep], v[keep]
+        dirs = -R.T @ t - p[idx]  # towards the camera centre
+        cos = (n[idx] * dirs).sum(-1) / dirs.norm(dim=-1).clamp(min=1e-9)
+        facing = cos > 0.05
+        if not bool(facing.any()):
             continue
-        acc[sel] += w[sel, None] * _bilinear(views.rgb[i].float(), u[sel], v[sel])
-        wsum += w
+        idx, u, v, w = idx[facing], u[facing], v[facing], cos[facing] ** power
+        acc.index_add_(0, idx, w[:, None] * _bilinear(views.rgb[i].float(), u, v))
+        wsum.index_add_(0, idx, w)
     seen = wsum > 0
     col = torch.zeros(len(p), 3)
     col[seen] = acc[seen] / wsum[seen, None]
@@ -114,19 +116,13 @@ def bake(vertices: np.ndarray, faces: np.ndarray, uv: np.ndarray, size: int, vie
         col[~seen] = torch.from_numpy(np.asarray(fallback_colors, np.float32)[nn].reshape(len(nn), -1, 3).mean(1))
     img = np.zeros((size, size, 3), np.float32)
     img[used] = col.clamp(0, 1).numpy()
-    filled = used.copy()
-    kernel = np.ones((3, 3), np.float32)
-    for _ in range(pad):  # seam padding: grow the charts outwards by one texel per pass
-        cnt = ndimage.convolve(filled.astype(np.float32), kernel, mode="constant")
-        grow = (~filled) & (cnt > 0)
-        if not grow.any():
-            break
-        for c in range(3):
-            s = ndimage.convolve(img[..., c] * filled, kernel, mode="constant")
-            img[..., c] = np.where(grow, s / np.maximum(cnt, 1), img[..., c])
-        filled |= grow
     if used.any():
-        img[~filled] = img[used].mean(0)
+        # seam padding: the empty texels within `pad` (chessboard distance) of a chart take the colour of the
+        # nearest chart texel, so bilinear lookups near a seam do not reach the background; the rest the mean
+        dist, (iy, ix) = ndimage.distance_transform_cdt(~used, metric="chessboard", return_indices=True)
+        grow = ~used & (dist <= pad)
+        img[grow] = img[iy[grow], ix[grow]]
+        img[~used & ~grow] = img[used].mean(0)
     stats = {"texels": int(used.sum()), "seen_fraction": float(seen.float().mean()) if len(seen) else 0.0}
     return (img * 255 + 0.5).astype(np.uint8), stats
 
