@@ -3,6 +3,8 @@ Fast-Quadric-Mesh-Simplification that PyVista uses) with vertex colours carried 
 original vertex, and the two-manifold repaired where an edge collapse pinched a thin handle."""
 from __future__ import annotations
 
+from typing import Tuple
+
 import numpy as np
 
 
@@ -55,8 +57,10 @@ def fix_pinches(verts: np.ndarray, faces: np.ndarray):
     verts = list(np.asarray(verts))
     stuck = set()
     for _ in range(64):  # rounds; bounded
-        uniq, cnt = np.unique(_edges(faces), axis=0, return_counts=True)
-        cand = [int(v) for v in np.unique(uniq[cnt > 2]) if int(v) not in stuck]
+        keys, n = _edge_keys(faces)
+        uniq, cnt = np.unique(keys, return_counts=True)
+        bad = uniq[cnt > 2]
+        cand = [int(v) for v in np.unique(np.r_[bad // n, bad % n]) if int(v) not in stuck]
         if not cand:
             break
         touched = set()  # one np.unique per round: split vertices that share no face with this round's splits
@@ -153,16 +157,25 @@ def _edges(faces: np.ndarray) -> np.ndarray:
     return np.sort(np.stack([faces, np.roll(faces, -1, 1)], -1).reshape(-1, 2), 1)
 
 
+def _edge_keys(faces: np.ndarray) -> Tuple[np.ndarray, int]:
+    """faces [F, 3] -> (one int64 per undirected edge [3F]: a * n + b of its sorted pair (a, b), edge k of face
+    f at 3f + k; n, the vertex count the faces reach). np.unique on these keys is several times faster than
+    on the pairs with axis=0."""
+    e = _edges(np.asarray(faces, np.int64))
+    n = max(int(faces.max()) + 1, 1) if len(faces) else 1
+    return e[:, 0] * n + e[:, 1], n
+
+
 def _edge_counts(faces: np.ndarray) -> np.ndarray:
     """How many faces hold each undirected edge."""
-    return np.unique(_edges(faces), axis=0, return_counts=True)[1]
+    return np.unique(_edge_keys(faces)[0], return_counts=True)[1]
 
 
 def _cut_and_fill(verts: np.ndarray, faces: np.ndarray):
     """Remove the faces on edges with more than two faces, split what that pinches, and close the holes:
     each boundary loop (split where it passes a vertex twice) gets a new vertex at its centroid and a fan
     of faces wound against the loop's faces. verts [V, 3], faces [F, 3] -> (verts, faces)."""
-    _, inv, cnt = np.unique(_edges(faces), axis=0, return_inverse=True, return_counts=True)
+    _, inv, cnt = np.unique(_edge_keys(faces)[0], return_inverse=True, return_counts=True)
     faces = np.delete(faces, np.unique(np.flatnonzero(cnt[inv.ravel()] > 2) // 3), 0)
     verts, faces = fix_pinches(verts, faces)
     directed = np.stack([faces, np.roll(faces, -1, 1)], -1).reshape(-1, 2)
