@@ -61,8 +61,10 @@ def mesh_for(params, mask: torch.Tensor, scene, cfg: MeshConfig, resolution: int
     [V,4,4], Ks [V,3,3]: a completed room's inward views) when given.
 
     Device: params on CUDA with gsplat usable -> gsplat renders (median depth from cuda_ext's kernel) and the
-    TSDF on the GPU, view_batch (default 8) views per render call; else our CPU rasterizer and the C++ TSDF,
-    one view per call by default. Marching cubes, cleaning and the silhouette fit run on the CPU."""
+    TSDF on the GPU, view_batch (default 8) views per render call; else our CPU rasterizer, one view per
+    render call by default, and the C++ TSDF, 16 views per fusion call (each voxel visited once per call:
+    ~2x faster than one view at a time, same sums). Marching cubes, cleaning and the silhouette fit run on
+    the CPU."""
     if cfg.object_mode not in ("closed", "open"):
         raise SceneError(f"--mesh.object_mode {cfg.object_mode}: unknown; use closed or open")
     carve = is_object and cfg.object_mode == "closed"
@@ -92,6 +94,13 @@ def mesh_for(params, mask: torch.Tensor, scene, cfg: MeshConfig, resolution: int
         groups.append((extra_views[0], extra_views[1], W, H))
     sil = []  # silhouettes (alpha > threshold) of the fused views, for the iso-level of a closed object
     batch = view_batch or (8 if on_gpu else 1)  # views per render call
+    pending: list = []  # CPU: renders fused 16 views per call (the C++ kernel visits each voxel once per call)
+
+    def fuse(force: bool = False):
+        if pending and (force or on_gpu or len(pending) >= 16):
+            vol.integrate(*(torch.cat(x) for x in zip(*pending)))
+            pending.clear()
+
     for g, (gv, gK, gw, gh) in enumerate(groups):
         gv, gK = torch.as_tensor(gv, dtype=torch.float32), torch.as_tensor(gK, dtype=torch.float32)
         for b in range(0, gv.shape[0], batch):
@@ -105,7 +114,8 @@ def mesh_for(params, mask: torch.Tensor, scene, cfg: MeshConfig, resolution: int
             # (depth = FREE carves it); the background has no such silhouette, its empty pixels carry no data
             dep = torch.where(ok, med, torch.full_like(med, FREE if carve else 0.0))
             rgb = (out.rgb / out.alpha.clamp(min=1e-3)).clamp(0, 1)
-            vol.integrate(dep, K_d, vm_d, rgb)
+            pending.append((dep, K_d, vm_d, rgb))
+            fuse()
             ok, rgb = ok.cpu(), rgb.cpu()
             covered = torch.where(ok, med, torch.zeros_like(med)).cpu()  # median depth, 0 = not covered
             for j in range(vm.shape[0]):
@@ -113,6 +123,7 @@ def mesh_for(params, mask: torch.Tensor, scene, cfg: MeshConfig, resolution: int
                     sil.append((ok[j], K[j], vm[j]))
                 if keep_views is not None:
                     keep_views.append((vm[j], K[j], rgb[j], covered[j]))
+    fuse(force=True)
     level = 0.0
     if carve and cfg.fit_silhouettes:
         level, _ = vol.silhouette_level(torch.stack([x[0] for x in sil]), torch.stack([x[1] for x in sil]),
