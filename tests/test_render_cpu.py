@@ -250,6 +250,49 @@ def test_projection_matches_gsplat_torch_reference():
     assert torch.allclose(ours.rot_cam, vms[:, None, :3, :3] @ R[None], atol=1e-12)
 
 
+def test_projection_kernel_matches_torch_reference():
+    """The C++ projection (float32, render/csrc/projection_cpu.cpp) against project_reference (torch ops and
+    autograd, in float64) on three cameras: Gaussians clamped at the screen limits, behind a camera, in a
+    camera's plane, faint (opacity below 1/255: radius 0). Forward values, radii exactly, and the gradients
+    of means, quats and scales for weighted sums of means2d, conics and depths, element by element (the
+    float32 reference is off the float64 one by up to 2e-3 there too); frames=False leaves the camera
+    frames out."""
+    from gs_recon.render._ext import load_cpu_ext
+    from gs_recon.render.projection import project_reference
+
+    if load_cpu_ext() is None:
+        pytest.skip("C++ extension not built: the torch reference is the only path")
+    g = torch.Generator().manual_seed(3)
+    n, W, H = 3000, 128, 96
+    means = torch.randn(n, 3, generator=g) * 1.5
+    means[:40, 2] = -4.0  # behind the first camera
+    means[40:45] = torch.tensor([0.3, 0.2, -3.0])  # in its image plane: depth made safe
+    quats = torch.randn(n, 4, generator=g)
+    scales = torch.exp(torch.randn(n, 3, generator=g) * 0.8 - 3)
+    opac = torch.rand(n, generator=g)
+    opac[45:60] = 0.002
+    vms = torch.stack([look_at((0.0, 0.0, -3.0), (0.0, 0.0, 0.0)), look_at((2.0, 1.5, 1.0), (0.1, 0.0, 0.0)),
+                       look_at((-1.0, -2.5, 0.3), (0.0, 0.0, 0.0))])
+    Ks = torch.tensor([[100.0, 0, 64], [0, 100, 48], [0, 0, 1]]).repeat(3, 1, 1)
+    a = [t.clone().requires_grad_() for t in (means, quats, scales)]
+    b = [t.double().requires_grad_() for t in (means, quats, scales)]
+    pk = project(*a, vms, Ks, W, H, opacities=opac, frames=False)
+    pr = project_reference(*b, vms.double(), Ks.double(), W, H, opacities=opac.double())
+    assert pk.means_cam is None and pk.rot_cam is None
+    assert torch.equal(pk.radii, pr.radii)
+    shown = pr.radii.sum(-1) > 0
+    assert 0.3 < shown.float().mean() < 0.95 and not shown[:, 45:60].any()
+    assert torch.allclose(pk.depths.double(), pr.depths, rtol=1e-6, atol=1e-6)
+    for x, y, atol in ((pk.means2d, pr.means2d, 1e-3), (pk.conics, pr.conics, 1e-6)):  # px, 1 / px^2
+        assert torch.allclose(x[shown].double(), y[shown], rtol=1e-3, atol=atol)
+    w = [torch.randn(3, n, k, generator=g, dtype=torch.float64) for k in (2, 3, 1)]
+    for p in (pk, pr):
+        ((p.means2d * w[0]).sum() + (p.conics * w[1]).sum() + (p.depths * w[2][..., 0]).sum()).backward()
+    for x, y in zip(a, b):  # element by element: the Gaussians in a camera's plane have gradients of ~1e12
+        err = (x.grad - y.grad).abs() / (y.grad.abs() + 1e-3 * y.grad.abs().median())
+        assert err.max() < 1e-2, err.max()
+
+
 @pytest.mark.parametrize("degree", [0, 1, 2, 3])
 def test_sh_matches_gsplat_torch_reference(degree):
     """eval_sh == gsplat's _spherical_harmonics (+0.5, clamped at 0 as gsplat's rasterization does) for

@@ -1,4 +1,4 @@
-"""Build/load the C++ CPU kernels: rasterizer, visibility, TSDF integration, UV rasterisation.
+"""Build/load the C++ CPU kernels: projection, rasterizer, visibility, TSDF integration, UV rasterisation.
 
 JIT-compiled once with torch.utils.cpp_extension, then cached."""
 from __future__ import annotations
@@ -10,6 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 
 _SRC = Path(__file__).parent / "csrc" / "raster_cpu.cpp"
+_SRC_PROJ = Path(__file__).parent / "csrc" / "projection_cpu.cpp"
 _SRC_TSDF = Path(__file__).parent.parent / "mesh" / "csrc" / "tsdf_cpu.cpp"
 _SRC_UV = Path(__file__).parent.parent / "mesh" / "csrc" / "uv_cpu.cpp"
 
@@ -38,7 +39,7 @@ def load_cpu_ext():
 
         return load(
             name="gs_recon_raster_cpu",
-            sources=[str(_SRC), str(_SRC_TSDF), str(_SRC_UV)],
+            sources=[str(_SRC), str(_SRC_PROJ), str(_SRC_TSDF), str(_SRC_UV)],
             extra_cflags=["-O3", "-ffast-math", "-fopenmp"] if os.name != "nt" else ["/O2"],
             extra_ldflags=["-fopenmp"] if os.name != "nt" else [],
             build_directory=str(build_dir("ext")),

@@ -17,8 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..geometry import quat_to_rotmat
-from .projection import Projection, project
+from .projection import Projection, camera_frames, project
 from .rasterize_cpu import TILE, isect_tiles, rasterize
 from .sh import eval_sh
 
@@ -205,23 +204,21 @@ def project_gaussians(params, viewmats: Tensor, Ks: Tensor, width: int, height: 
                       eps2d: float = 0.3, near_plane: float = 0.01, frames: bool = True) -> Projection:
     """Project all Gaussians into every camera with the chosen backend's op (ours or gsplat's
     ``fully_fused_projection``). Fields as in ``Projection``: means2d [C,N,2], conics [C,N,3], depths [C,N],
-    radii [C,N,2] int32, means_cam [C,N,3], rot_cam [C,N,3,3]. frames=False (gsplat only): leave means_cam
-    and rot_cam None (the visibility pass needs neither; [C,N,3,3] is 720 MB at 1M Gaussians x 20 views)."""
+    radii [C,N,2] int32, means_cam [C,N,3], rot_cam [C,N,3,3]. frames=False: leave means_cam and rot_cam None
+    (only the depth and normal features read them; the visibility pass needs neither, and [C,N,3,3] is 720 MB
+    at 1M Gaussians x 20 views)."""
     means, quats, scales = params["means"], params["quats"], torch.exp(params["scales"])
     opac = torch.sigmoid(params["opacities"]).detach()  # radii bound where alpha can reach 1/255, as gsplat's do
     if not use_gsplat:
         return project(means, quats, scales, viewmats, Ks, width, height, eps2d=eps2d, near_plane=near_plane,
-                       opacities=opac)
+                       opacities=opac, frames=frames)
     from gsplat.cuda._wrapper import fully_fused_projection
 
     radii, means2d, depths, conics, _ = fully_fused_projection(
         means, None, quats, scales, viewmats, Ks, width, height, eps2d=eps2d, near_plane=near_plane, packed=False,
         opacities=opac)
-    if not frames:
-        return Projection(means2d, conics, depths, radii.int(), None, None)
-    R, t = viewmats[:, None, :3, :3], viewmats[:, None, :3, 3]
-    means_c = (R @ means[None, :, :, None])[..., 0] + t
-    return Projection(means2d, conics, depths, radii.int(), means_c, R @ quat_to_rotmat(quats)[None])
+    means_c, rot_c = camera_frames(means, quats, viewmats) if frames else (None, None)
+    return Projection(means2d, conics, depths, radii.int(), means_c, rot_c)
 
 
 def gsplat_tiles(means2d: Tensor, radii: Tensor, depths: Tensor, width: int, height: int):
@@ -300,7 +297,7 @@ def _render_cpu(params, viewmats, Ks, width, height, sh_degree, background, n_la
         params, viewmats, Ks, extra = _to_cpu(params, viewmats, Ks, extra)
     opac = torch.sigmoid(params["opacities"])
     C = viewmats.shape[0]
-    p = project_gaussians(params, viewmats, Ks, width, height, False, eps2d, near_plane)
+    p = project_gaussians(params, viewmats, Ks, width, height, False, eps2d, near_plane, frames=depth or normals)
     feats = _features(params, p.means_cam, p.rot_cam, viewmats, sh_degree, n_labels, extra, depth, normals)
     img, alpha, median, extra_meta = rasterize_projected(p.means2d, p.conics, opac[None].expand(C, -1), feats,
                                                          p.depths, p.radii, width, height, False, median)
@@ -314,9 +311,8 @@ def _render_gsplat(params, viewmats, Ks, width, height, sh_degree, background, n
     from gsplat import rasterization
 
     means = params["means"]
-    R, t = viewmats[:, None, :3, :3], viewmats[:, None, :3, 3]
-    means_c = (R @ means[None, :, :, None])[..., 0] + t if (depth or normals) else None  # [C,N,3]
-    rot_c = R @ quat_to_rotmat(params["quats"])[None] if normals else None  # [C,N,3,3], for the normals only
+    # [C,N,3] for the depth and normals, [C,N,3,3] for the normals only
+    means_c, rot_c = camera_frames(means, params["quats"], viewmats, normals) if (depth or normals) else (None, None)
     feats = _features(params, means_c, rot_c, viewmats, sh_degree, n_labels, extra, depth, normals)
     img, alpha, info = rasterization(
         means, params["quats"], torch.exp(params["scales"]), torch.sigmoid(params["opacities"]), feats,

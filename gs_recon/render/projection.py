@@ -1,10 +1,15 @@
-"""EWA projection of 3D Gaussians to 2D (pure torch, differentiable through autograd).
+"""EWA projection of 3D Gaussians to 2D, differentiable.
 
 The same maths as gsplat's ``fully_fused_projection`` for pinhole cameras: world->camera with an
 OpenCV world-to-camera matrix, perspective Jacobian with the screen-limit clamp, eps2d blur added
 to the 2D covariance, conic = inverse 2D covariance, per-axis radii of 3.33 sigma; with the opacities given,
 gsplat's opacity-aware radii (what ``gsplat.rasterization`` computes): the box where alpha can reach 1/255,
 and a radius of 0 for a Gaussian whose opacity is below 1/255.
+
+``project`` runs the C++ kernels (csrc/projection_cpu.cpp, one pass per camera and Gaussian forward and
+backward) on float32 CPU tensors when the extension is built, else ``project_reference``, the same maths in
+torch ops with autograd (the kernels' reference in tests/test_render_cpu.py; also float64 and cameras that
+need gradients).
 """
 from __future__ import annotations
 
@@ -31,6 +36,55 @@ class Projection:
     rot_cam: Tensor  # [C, N, 3, 3] Gaussian axes in camera space
 
 
+def camera_frames(means: Tensor, quats: Tensor, viewmats: Tensor, rotations: bool = True):
+    """Gaussian centres and axes in each camera's frame, differentiable: means [N,3], quats [N,4], viewmats
+    [C,4,4] -> (means_cam [C,N,3], rot_cam [C,N,3,3] or None unless `rotations`)."""
+    R, t = viewmats[:, None, :3, :3], viewmats[:, None, :3, 3]  # [C, 1, 3, 3], [C, 1, 3]
+    means_c = (R @ means[None, :, :, None]).squeeze(-1) + t
+    return means_c, (R @ quat_to_rotmat(quats)[None] if rotations else None)
+
+
+class _ProjectFn(torch.autograd.Function):
+    """The C++ projection as an autograd Function: (means, quats, scales) -> (means2d, conics, depths, radii);
+    cameras and opacities get no gradient."""
+
+    @staticmethod
+    def forward(ctx, means, quats, scales, viewmats, Ks, opacities, width, height, eps2d, near_plane, far_plane):
+        from ._ext import load_cpu_ext
+
+        ext = load_cpu_ext()
+        means2d, conics, depths, radii = ext.project_fwd(means, quats, scales, viewmats, Ks, opacities, width, height,
+                                                         eps2d, near_plane, far_plane)
+        ctx.save_for_backward(means, quats, scales, viewmats, Ks)
+        ctx.dims = (width, height, eps2d)
+        ctx.mark_non_differentiable(radii)
+        return means2d, conics, depths, radii
+
+    @staticmethod
+    def backward(ctx, v_means2d, v_conics, v_depths, _v_radii):
+        from ._ext import load_cpu_ext
+
+        means, quats, scales, viewmats, Ks = ctx.saved_tensors
+        C, N = viewmats.shape[0], means.shape[0]
+        z = means.new_zeros
+        v_means, v_quats, v_scales = load_cpu_ext().project_bwd(
+            means, quats, scales, viewmats, Ks, *ctx.dims,
+            v_means2d if v_means2d is not None else z(C, N, 2), v_conics if v_conics is not None else z(C, N, 3),
+            v_depths if v_depths is not None else z(C, N))
+        return v_means, v_quats, v_scales, None, None, None, None, None, None, None, None
+
+
+def _use_kernel(tensors, viewmats: Tensor, Ks: Tensor) -> bool:
+    """The C++ projection applies: float32 CPU tensors, fixed cameras, the extension built."""
+    if not all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors):
+        return False
+    if viewmats.requires_grad or Ks.requires_grad:
+        return False
+    from ._ext import load_cpu_ext
+
+    return load_cpu_ext() is not None
+
+
 def project(
     means: Tensor,
     quats: Tensor,
@@ -43,14 +97,30 @@ def project(
     near_plane: float = 0.01,
     far_plane: float = 1e10,
     opacities: Optional[Tensor] = None,
+    frames: bool = True,
 ) -> Projection:
     """Project Gaussians. means [N,3], quats [N,4], scales [N,3] (linear), viewmats [C,4,4], Ks [C,3,3],
-    opacities [N] or [C,N] (optional: the radii then bound only where alpha >= 1/255, as gsplat's do)."""
-    R = viewmats[:, None, :3, :3]  # [C, 1, 3, 3]
-    t = viewmats[:, None, :3, 3]  # [C, 1, 3]
-    means_c = (R @ means[None, :, :, None]).squeeze(-1) + t  # [C, N, 3]
-    rot = quat_to_rotmat(quats)  # [N, 3, 3]
-    rot_c = R @ rot[None]  # [C, N, 3, 3]
+    opacities [N] or [C,N] (optional: the radii then bound only where alpha >= 1/255, as gsplat's do).
+    frames=False: means_cam and rot_cam are None (only depth and normal features read them)."""
+    if not _use_kernel((means, quats, scales, viewmats, Ks), viewmats, Ks):
+        p = project_reference(means, quats, scales, viewmats, Ks, width, height, eps2d, near_plane, far_plane,
+                              opacities)
+        return p if frames else Projection(p.means2d, p.conics, p.depths, p.radii, None, None)
+    C, N = viewmats.shape[0], means.shape[0]
+    op = (opacities.detach().float().expand(C, N).contiguous() if opacities is not None
+          else torch.zeros(0))
+    means2d, conics, depths, radii = _ProjectFn.apply(means, quats, scales, viewmats.detach(), Ks.detach(), op,
+                                                      width, height, eps2d, near_plane, far_plane)
+    means_c, rot_c = camera_frames(means, quats, viewmats) if frames else (None, None)
+    return Projection(means2d, conics, depths, radii, means_c, rot_c)
+
+
+def project_reference(means: Tensor, quats: Tensor, scales: Tensor, viewmats: Tensor, Ks: Tensor, width: int,
+                      height: int, eps2d: float = 0.3, near_plane: float = 0.01, far_plane: float = 1e10,
+                      opacities: Optional[Tensor] = None) -> Projection:
+    """``project`` in torch ops (autograd for the gradients; any dtype and device, cameras may need
+    gradients). Arguments and outputs as there."""
+    means_c, rot_c = camera_frames(means, quats, viewmats)  # [C, N, 3], [C, N, 3, 3]
     M = rot_c * scales[None, :, None, :]
     cov_c = M @ M.transpose(-1, -2)  # [C, N, 3, 3]
 

@@ -397,6 +397,15 @@ std::vector<torch::Tensor> accumulate_visibility(torch::Tensor means2d, torch::T
 void tsdf_integrate(at::Tensor tsdf_sum, at::Tensor weight, at::Tensor color_sum, at::Tensor depths,
                     at::Tensor colors, at::Tensor Ks, at::Tensor viewmats, double lox, double loy, double loz,
                     double voxel, int64_t X, int64_t Y, int64_t Z, double trunc);
+// defined in projection_cpu.cpp
+std::vector<torch::Tensor> project_fwd(torch::Tensor means, torch::Tensor quats, torch::Tensor scales,
+                                       torch::Tensor viewmats, torch::Tensor Ks, torch::Tensor opacities,
+                                       int64_t width, int64_t height, double eps2d, double near_plane,
+                                       double far_plane);
+std::vector<torch::Tensor> project_bwd(torch::Tensor means, torch::Tensor quats, torch::Tensor scales,
+                                       torch::Tensor viewmats, torch::Tensor Ks, int64_t width, int64_t height,
+                                       double eps2d, torch::Tensor v_means2d, torch::Tensor v_conics,
+                                       torch::Tensor v_depths);
 // defined in gs_recon/mesh/csrc/uv_cpu.cpp
 std::vector<at::Tensor> texel_hits(at::Tensor tri, int64_t size, double tol);
 
@@ -406,6 +415,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   using nogil = py::call_guard<py::gil_scoped_release>;
   m.def("texel_hits", &texel_hits, "texel centres inside UV triangles, with barycentrics (CPU)", nogil());
   m.def("tsdf_integrate", &tsdf_integrate, "TSDF integration of depth maps (CPU)", nogil());
+  m.def("project_fwd", &project_fwd, "EWA projection forward (CPU)", nogil());
+  m.def("project_bwd", &project_bwd, "EWA projection backward (CPU)", nogil());
   m.def("isect_tiles", &isect_tiles, "tile/Gaussian intersections sorted by depth", nogil());
   m.def("rasterize_fwd", &rasterize_fwd, "CPU rasterization forward", nogil());
   m.def("rasterize_bwd", &rasterize_bwd, "CPU rasterization backward", nogil());
