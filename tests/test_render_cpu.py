@@ -291,6 +291,15 @@ def test_projection_kernel_matches_torch_reference():
     for x, y in zip(a, b):  # element by element: the Gaussians in a camera's plane have gradients of ~1e12
         err = (x.grad - y.grad).abs() / (y.grad.abs() + 1e-3 * y.grad.abs().median())
         assert err.max() < 1e-2, err.max()
+    # a non-finite mean is culled and gets a non-finite gradient, as autograd gives (the trainer's NaN guard
+    # reads the gradients; the kernel must not be compiled with fast-math's finite-only assumptions)
+    a[0].grad = None
+    with torch.no_grad():
+        a[0][7] = float("nan")
+    p = project(*a, vms, Ks, W, H, opacities=opac, frames=False)
+    assert (p.radii[:, 7] == 0).all()
+    (p.means2d.sum() + p.depths.sum()).backward()
+    assert not torch.isfinite(a[0].grad[7]).any() and torch.isfinite(a[0].grad[8:]).all()
 
 
 @pytest.mark.parametrize("degree", [0, 1, 2, 3])

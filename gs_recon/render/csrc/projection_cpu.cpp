@@ -7,6 +7,9 @@
 //   viewmats [C, 4, 4] (OpenCV world-to-camera)  Ks [C, 3, 3]  opacities [C, N] or empty (no opacity-aware radii)
 //   -> means2d [C, N, 2]  conics [C, N, 3]  depths [C, N]  radii [C, N, 2] int32
 // Backward: v_means2d, v_conics, v_depths -> v_means [N, 3], v_quats [N, 4], v_scales [N, 3] (cameras fixed).
+// No fast-math here (the extension's other files use it): non-finite parameters must give non-finite gradients,
+// as autograd's do, so the trainer's NaN guard sees them, and the validity test must see NaN and Inf.
+#pragma GCC optimize("no-fast-math")
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 #include <algorithm>
