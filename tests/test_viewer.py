@@ -104,8 +104,12 @@ def test_viewer_screenshot(viewer, tmp_path):
         f = rect["height"] / 2 / np.tan(fov / 2)
         return rect["x"] + rect["width"] / 2 + f * pc[0] / pc[2], rect["y"] + rect["height"] / 2 + f * pc[1] / pc[2]
 
+    # the background hidden for the click: a short run's background mesh can hold a floater sheet in front of
+    # the opening camera (training noise decides where), and it would hide the outline being counted
+    v.set_visible("background", False)
     screenshot(chromium, f"http://127.0.0.1:{v.port}", clicked, tmp_path / "profile0", port=_free_port(), click=at_target)
     assert v.selected == target.name  # the browser's click ray came back and picked it
+    v.set_visible("background", True)
     for h in v.highlight:  # the plain opening view next
         h.remove()
     v.highlight = []
@@ -113,7 +117,7 @@ def test_viewer_screenshot(viewer, tmp_path):
     a = np.asarray(Image.open(shot).convert("RGB")).astype(float)
     c = np.asarray(Image.open(clicked).convert("RGB")).astype(float)
     n_outline = int(_outline(c[:, : int(c.shape[1] * 0.6)]).sum())
-    assert n_outline > 100, n_outline  # the outline is drawn (146 px with this machine's chromium, more on CI) ...
+    assert n_outline > 100, n_outline  # the outline is drawn (hundreds of px with this machine's chromium) ...
     assert _outline(a[:, : int(a.shape[1] * 0.6)]).sum() < 0.3 * n_outline  # ... and it is the outline
     for name in v.objects:
         v.set_visible(name, False)
