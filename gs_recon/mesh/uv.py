@@ -23,7 +23,8 @@ def texel_hits(tri: np.ndarray, size: int, tol: float = 1e-6, max_candidates: in
     import torch
 
     tri = np.ascontiguousarray(tri, np.float64)
-    for s, e in _chunks(tri, size, max_candidates):
+    _, w, h = _bboxes(tri, size)
+    for s, e in _chunks(w * h, max_candidates):
         f, pix, bary = ext.texel_hits(torch.from_numpy(tri[s:e]), size, tol)
         yield f.numpy() + s, pix.numpy(), bary.numpy()
 
@@ -36,12 +37,12 @@ def _bboxes(tri: np.ndarray, size: int):
     return lo, w, h
 
 
-def _chunks(tri: np.ndarray, size: int, max_candidates: int):
-    """Face ranges [s, e) holding at most max_candidates bounding-box texels together (a larger face alone)."""
-    _, w, h = _bboxes(tri, size)
-    ends = np.cumsum(w * h)
+def _chunks(bbox_texels: np.ndarray, max_candidates: int):
+    """Face ranges [s, e) whose bounding boxes (bbox_texels [F], texels per face) hold at most max_candidates
+    texels together (a larger face alone)."""
+    ends = np.cumsum(bbox_texels)
     s = 0
-    while s < len(tri):
+    while s < len(bbox_texels):
         before = int(ends[s - 1]) if s else 0
         e = max(s + 1, int(np.searchsorted(ends, before + max_candidates, side="right")))
         yield s, e
@@ -63,7 +64,7 @@ def _texel_hits_numpy(tri: np.ndarray, size: int, tol: float = 1e-6, max_candida
     # gathered once per candidate
     coef = np.stack([a[:, 0], a[:, 1], v1[:, 1] * inv, -v1[:, 0] * inv, -v0[:, 1] * inv, v0[:, 0] * inv], 1)
     ends = np.cumsum(n)
-    for s, e in _chunks(tri, size, max_candidates):
+    for s, e in _chunks(w * h, max_candidates):
         base = ends[s - 1] if s else 0
         f = np.repeat(np.arange(s, e), n[s:e])
         k = np.arange(len(f)) - np.repeat(ends[s:e] - n[s:e] - base, n[s:e])
