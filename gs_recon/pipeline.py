@@ -1,6 +1,7 @@
 """The whole run for one scene: load, reconstruct (and later stages), evaluate, export, manifest."""
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from datetime import datetime
@@ -14,6 +15,7 @@ from .errors import SceneError
 from .data.scene import load_scene
 from .export.scene_export import export_splats, save_png
 from .run.manifest import write_manifest
+from .heap import gc_paused
 from .io_utils import check_writable
 
 log = logging.getLogger("gs_recon")
@@ -29,18 +31,44 @@ def run(scene_dir: str | Path, cfg: Config, resume: bool = False, progress: bool
 
     With the live viewer on and `keep_viewer`, it is left serving and returned under "live_viewer" (not
     written): the caller hands its server to the finished-run viewer. Otherwise it is stopped here."""
-    from .train.recon import Trainer
+    from . import dist
 
     t_start = time.time()
-    if cfg.guidance not in ("none", "sd"):
-        raise SceneError(f"--guidance {cfg.guidance}: unknown; use sd (diffusion prior) or none (reconstruction only)")
+    try:
+        if cfg.guidance not in ("none", "sd"):
+            raise SceneError(f"--guidance {cfg.guidance}: unknown; use sd (diffusion prior) or none (reconstruction "
+                             f"only)")
+        with gc_paused(freeze=True):  # setup only grows the heap (gs_recon/heap.py)
+            scene, trainer, guidance, inpainter, out = _set_up(scene_dir, cfg)
+        live = open_live_viewer(scene, cfg) if dist.is_main() else None
+        try:
+            manifest = _train_and_write(scene_dir, scene, cfg, out, trainer, guidance, resume, progress, live, t_start,
+                                        inpainter)
+        except BaseException:
+            if live is not None:
+                live.stop()
+            raise
+        if live is not None:
+            if keep_viewer:
+                manifest["live_viewer"] = live
+            else:
+                live.stop()
+        return manifest
+    finally:
+        gc.unfreeze()  # nothing is left frozen: what setup (and the train command's imports) froze is scanned again
+
+
+def _set_up(scene_dir, cfg: Config):
+    """The scene, the prior's models (first: a missing model fails before any training or output), the process
+    group, the output folder and the Trainer with its initial Gaussians. Returns (scene, trainer, guidance,
+    inpainter, out)."""
     from . import dist
-    from .train.recon import pick_device
+    from .train.recon import Trainer, pick_device
 
     scene = load_scene(scene_dir, cfg.data)
     device = pick_device(cfg.train.device)
     guidance = inpainter = None
-    if cfg.guidance == "sd":  # load first: a missing model fails before any training or output, not after
+    if cfg.guidance == "sd":
         from .prior.models import load_guidance
 
         p = cfg.prior
@@ -50,28 +78,13 @@ def run(scene_dir: str | Path, cfg: Config, resume: bool = False, progress: bool
 
             inpainter = load_inpainter(p.inpaint_model, device, p.fp16, p.inpaint_guidance, p.inpaint_steps)
     dist.init_from_env(device)
-    main = dist.is_main()
     out = Path(cfg.output.out_dir) if cfg.output.out_dir else default_out_dir(Path(scene_dir))
     out = Path(dist.broadcast_object(str(out)))  # one timestamped folder for all ranks
-    if main:
+    if dist.is_main():
         check_writable(out)
     if cfg.train.distributed and not dist.active():
         log.warning("--distributed: a single process; run under torchrun --nproc_per_node=N to shard stage 1")
-    trainer = Trainer(scene, cfg, out)
-    live = open_live_viewer(scene, cfg) if main else None
-    try:
-        manifest = _train_and_write(scene_dir, scene, cfg, out, trainer, guidance, resume, progress, live, t_start,
-                                    inpainter)
-    except BaseException:
-        if live is not None:
-            live.stop()
-        raise
-    if live is not None:
-        if keep_viewer:
-            manifest["live_viewer"] = live
-        else:
-            live.stop()
-    return manifest
+    return scene, Trainer(scene, cfg, out), guidance, inpainter, out
 
 
 def open_live_viewer(scene, cfg: Config):

@@ -216,3 +216,46 @@ def test_extract_mesh_tool_redoes_one_object(run):
     assert (out / "meshes" / "objects" / "2_ball.ply").stat().st_mtime_ns > before
     man = json.loads((out / "scene.json").read_text())
     assert [e["id"] for e in man["meshes"]] == sorted(e["id"] for e in m["meshes"])
+
+
+def test_run_pauses_the_collector_for_setup_and_leaves_it_as_found(tmp_path, monkeypatch):
+    """pipeline.run: Python's cyclic collector is off while the scene, models and Gaussians are set up; what
+    setup built is frozen (left out of the collector's passes) while training runs; afterwards the collector is
+    on and nothing is frozen, also when setup fails, and also after the train command, which imports the
+    pipeline the same way."""
+    import gc
+
+    import pytest
+
+    from gs_recon import pipeline
+    from gs_recon.config import load_config
+    from gs_recon.errors import SceneError
+    from gs_recon.train.recon import Trainer
+
+    seen = {}
+    real_load, real_fit = pipeline.load_scene, Trainer.fit
+
+    def load(*a, **k):
+        seen["setup_enabled"] = gc.isenabled()
+        return real_load(*a, **k)
+
+    def fit(self, *a, **k):
+        seen["fit_enabled"], seen["fit_frozen"] = gc.isenabled(), gc.get_freeze_count()
+        return real_fit(self, *a, **k)
+
+    monkeypatch.setattr(pipeline, "load_scene", load)
+    monkeypatch.setattr(Trainer, "fit", fit)
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+    cfg = load_config("configs/tiny_cpu.yaml", ["train.iterations=2", "mesh.extract=false",
+                                                f"output.out_dir={tmp_path / 'run'}"])
+    pipeline.run(DEMO, cfg, progress=False)
+    assert seen["setup_enabled"] is False
+    assert seen["fit_enabled"] is True and seen["fit_frozen"] > 10_000  # the modules, the scene, the Gaussians
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+    with pytest.raises(SceneError):
+        pipeline.run(tmp_path / "no_such_scene", cfg, progress=False)
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+    from gs_recon.cli.train import main
+
+    assert main([str(tmp_path / "no_such_scene"), "--config", "tiny_cpu", "--no_progress"]) == 2
+    assert gc.isenabled() and gc.get_freeze_count() == 0
