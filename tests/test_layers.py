@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[1] / "gs_recon"
 
 # lowest first; a module may import its own layer and the layers below it
 LAYERS = [
-    {"gs_recon", "errors", "geometry", "config", "io_utils", "progress", "dist"},  # foundations
+    {"gs_recon", "errors", "geometry", "config", "io_utils", "progress", "heap", "dist"},  # foundations
     {"data"},  # inputs -> Scene
     {"gaussians", "render"},  # the Gaussians and their rendering
     {"mesh", "eval"},  # surfaces and measurements of a set of Gaussians
