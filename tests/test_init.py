@@ -8,7 +8,7 @@ from conftest import DEMO
 from scipy.spatial import cKDTree
 
 from gs_recon.data import load_scene
-from gs_recon.gaussians.init import carve_hull, carve_hulls
+from gs_recon.gaussians.init import carve_hulls
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +29,7 @@ def test_hulls_hold_the_true_objects(demo, res):
     ids = [o.id for o in s.objects]
     hulls = carve_hulls(inst, vm, K, ids, bound=bound, res=res, gen=torch.Generator().manual_seed(0), n_samples=20000)
     gen = torch.Generator().manual_seed(0)
-    one = [carve_hull(inst, vm, K, i, bound=bound, res=res, gen=gen, n_samples=20000) for i in ids]
+    one = [carve_hulls(inst, vm, K, [i], bound=bound, res=res, gen=gen, n_samples=20000)[0] for i in ids]
     assert all(torch.equal(a, b) for a, b in zip(hulls, one))
     voxel = 2 * bound / 64
     w2i = np.linalg.inv(s.world_from_internal.double().numpy())

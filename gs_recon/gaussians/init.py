@@ -44,7 +44,7 @@ def _view_counts(grid: Tensor, instance: Tensor, viewmats: Tensor, Ks: Tensor, l
 
 def _carved(counts, i: int, min_seen: int, max_bg_frac: float):
     """The voxels kept for label number i of _view_counts (keep [G] bool), and the looser set where several
-    views agree it is (loose [G] bool): the rules of carve_hull."""
+    views agree it is (loose [G] bool): the rules carve_hulls states."""
     seen, neg, on_objects, pos = counts
     pos = pos[i]
     majority = pos.float() >= 0.5 * on_objects.float()  # another object in front: a minority of views
@@ -89,13 +89,6 @@ def carve_hulls(instance: Tensor, viewmats: Tensor, Ks: Tensor, labels: List[int
         jitter = (torch.rand(n_samples, 3, generator=gen) - 0.5) * step
         hulls.append(vox[idx] + jitter)
     return hulls
-
-
-def carve_hull(instance: Tensor, viewmats: Tensor, Ks: Tensor, label: int, bound: float = 1.5,
-               res: int = 64, max_bg_frac: float = 0.1, gen: torch.Generator | None = None,
-               n_samples: int = 3000) -> Tensor:
-    """carve_hulls for one label: samples [n, 3] inside its visual hull."""
-    return carve_hulls(instance, viewmats, Ks, [label], bound, res, max_bg_frac, gen, n_samples)[0]
 
 
 def colours_from_images(points: Tensor, images: Tensor, viewmats: Tensor, Ks: Tensor) -> Tensor:
