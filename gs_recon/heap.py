@@ -1,7 +1,9 @@
-"""Python's cyclic garbage collector around a run's setup (no torch import here: the CLI uses it first)."""
+"""Python's cyclic garbage collector around a run's setup and the commands' imports (no torch import here: the
+CLI uses it first)."""
 from __future__ import annotations
 
 import gc
+import sys
 from contextlib import contextmanager
 
 
@@ -16,7 +18,7 @@ def gc_paused(freeze: bool = False):
     objects, ~2 s of collector time on 2 cores that collected almost nothing. Reference counting still frees
     what is not in a cycle. pipeline.run freezes what setup built and unfreezes it when the run ends, so cycles
     made during setup are collected then; the train command imports the pipeline (torch, gsplat: 170k objects)
-    the same way."""
+    the same way (imports_paused)."""
     was_on = gc.isenabled()
     gc.disable()
     try:
@@ -26,3 +28,16 @@ def gc_paused(freeze: bool = False):
     finally:
         if was_on:
             gc.enable()
+
+
+@contextmanager
+def imports_paused():
+    """A command's lazy imports (torch, trimesh, scipy, ...): the collector off while they run, and what they
+    built frozen out of its passes if they loaded any module (module-level objects live as long as the process;
+    a second call in the same process, which loads nothing, freezes nothing). The post-training commands spent
+    0.35-0.6 s of collector time on 2 cores in their imports (export 0.35 -> 0.01 s, eval 0.60 -> 0.11 s)."""
+    loaded = len(sys.modules)
+    with gc_paused():
+        yield
+        if len(sys.modules) > loaded:
+            gc.freeze()

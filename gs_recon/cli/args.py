@@ -10,6 +10,7 @@ import tyro
 from ..config import Config, config_from_dict
 from ..config.options import option_names
 from ..errors import SceneError
+from ..heap import imports_paused
 
 
 def preset_arg(argv: Sequence[str], flag: str = "--config") -> Optional[str]:
@@ -44,7 +45,8 @@ def _switches(cls: type) -> set:
 def run_default(cls: type, argv: Sequence[str], **fields):
     """A default ``cls`` instance for a tool taking RUN_DIR: the run's saved config is what the command
     line overrides (the plain defaults when RUN_DIR is missing or unreadable: open_run reports that)."""
-    from ..run.manifest import read_manifest
+    with imports_paused():  # torch (gs_recon/heap.py)
+        from ..run.manifest import read_manifest
 
     run_dir, cfg = first_positional(cls, argv), Config()
     if run_dir:

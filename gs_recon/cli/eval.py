@@ -14,6 +14,7 @@ from typing import Annotated, Literal, Optional
 import tyro
 
 from ..errors import SceneError
+from ..heap import imports_paused
 from ..config.options import parse
 
 
@@ -37,12 +38,13 @@ def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         a = parse(EvalArgs, argv, EvalArgs(run_dir=tyro.MISSING), "gs-recon eval", __doc__)
-        from rich.console import Console
-        from rich.table import Table
+        with imports_paused():  # torch, scipy, trimesh (gs_recon/heap.py)
+            from rich.console import Console
+            from rich.table import Table
 
-        from ..eval.evaluate import evaluate_run
-        from ..io_utils import write_json
-        from ..run.manifest import open_run
+            from ..eval.evaluate import evaluate_run
+            from ..io_utils import write_json
+            from ..run.manifest import open_run
 
         run = open_run(a.run_dir)
         res = evaluate_run(run, a.gt, a.threshold, a.samples, a.protocol)

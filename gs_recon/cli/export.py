@@ -20,6 +20,7 @@ from typing import Annotated, Literal, Optional
 import tyro
 
 from ..errors import SceneError
+from ..heap import imports_paused
 from ..config.options import ConfigArgs, parse
 from .args import run_default
 
@@ -38,8 +39,9 @@ def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         a = parse(ExportArgs, argv, run_default(ExportArgs, argv, format=tyro.MISSING), "gs-recon export", __doc__)
-        from ..export.scene_export import export_selection
-        from ..run.manifest import open_run, parse_ids
+        with imports_paused():  # gs_recon/heap.py
+            from ..export.scene_export import export_selection
+            from ..run.manifest import open_run, parse_ids
 
         run = open_run(a.run_dir, cfg=a.cfg)
         objs = parse_ids(a.objects, run.scene)

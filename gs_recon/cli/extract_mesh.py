@@ -15,6 +15,7 @@ from typing import Annotated, Optional
 import tyro
 
 from ..errors import SceneError
+from ..heap import imports_paused
 from ..config.options import ConfigArgs, parse
 from .args import run_default
 
@@ -32,8 +33,9 @@ def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         a = parse(ExtractArgs, argv, run_default(ExtractArgs, argv), "gs-recon extract-mesh", __doc__)
-        from ..export.meshes import extract_meshes
-        from ..run.manifest import open_run, parse_ids
+        with imports_paused():  # gs_recon/heap.py
+            from ..export.meshes import extract_meshes
+            from ..run.manifest import open_run, parse_ids
 
         run = open_run(a.run_dir, cfg=a.cfg)
         objs = parse_ids(a.objects, run.scene)

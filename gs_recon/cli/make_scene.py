@@ -17,6 +17,7 @@ from typing import Annotated, List, Literal, Optional
 import tyro
 
 from ..config.options import parse
+from ..heap import imports_paused
 
 
 @dataclasses.dataclass
@@ -44,7 +45,8 @@ class MakeSceneArgs:
 
 
 def main(argv=None) -> int:
-    from ..data.synthetic import default_objects, make_scene, write_exemplars
+    with imports_paused():  # torch, trimesh (gs_recon/heap.py)
+        from ..data.synthetic import default_objects, make_scene, write_exemplars
 
     argv = list(sys.argv[1:] if argv is None else argv)
     a = parse(MakeSceneArgs, argv, MakeSceneArgs(out=tyro.MISSING), "gs-recon make-scene", __doc__)

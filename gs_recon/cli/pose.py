@@ -15,6 +15,7 @@ from typing import Annotated
 import tyro
 
 from ..errors import SceneError
+from ..heap import imports_paused
 from ..config.options import parse
 
 
@@ -30,7 +31,8 @@ class PoseArgs:
 def main(argv=None) -> int:
     from pathlib import Path
 
-    from ..data.sfm import estimate_poses
+    with imports_paused():  # torch, pycolmap (gs_recon/heap.py)
+        from ..data.sfm import estimate_poses
 
     argv = list(sys.argv[1:] if argv is None else argv)
     a = parse(PoseArgs, argv, PoseArgs(scene_dir=tyro.MISSING), "gs-recon pose", __doc__)

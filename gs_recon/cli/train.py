@@ -21,7 +21,7 @@ import tyro
 
 from ..config import Config, load_config
 from ..errors import SceneError
-from ..heap import gc_paused
+from ..heap import imports_paused
 from ..config.options import ConfigArgs, parse
 from .args import preset_arg
 
@@ -59,7 +59,7 @@ def main(argv=None) -> int:
             cfg.viewer.enabled = True
         if a.resume and not cfg.output.out_dir:
             raise SceneError("--resume needs --output.out_dir RUN_DIR (the run to continue)")
-        with gc_paused(freeze=True):  # torch and the rest only grow the heap (gs_recon/heap.py)
+        with imports_paused():  # torch and the rest only grow the heap (gs_recon/heap.py)
             from ..pipeline import run
 
         keep = cfg.viewer.enabled and cfg.viewer.keep_open

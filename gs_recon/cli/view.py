@@ -15,6 +15,7 @@ from typing import Annotated, Literal
 import tyro
 
 from ..errors import SceneError
+from ..heap import imports_paused
 from ..config.options import parse
 
 
@@ -40,7 +41,8 @@ def main(argv=None) -> int:
 def serve(run_dir, host: str, port: int, show: str, server=None) -> int:
     """Serve a finished run until Ctrl-C (gs-recon view; gs-recon train --viewer after training, on the
     live viewer's `server`)."""
-    from ..viewer import SceneViewer
+    with imports_paused():  # torch, viser (gs_recon/heap.py)
+        from ..viewer import SceneViewer
 
     try:
         v = SceneViewer(run_dir, host, port, show, server=server)
