@@ -97,3 +97,45 @@ def test_visible_side_restriction():
     full = mesh_metrics(pred, gt, n=20000)
     side = mesh_metrics(pred, gt, n=20000, gt_visible=vis)
     assert full["recall"] < 0.9 and side["recall"] == 1.0 and side["fscore"] > 0.99
+
+
+def _brute_force_scores(pp, npd, pg, ng, threshold, vis=None):
+    """The samples protocol from all pairwise distances (no k-d tree): the reference for SurfaceDistances."""
+    D = torch.cdist(torch.from_numpy(pp), torch.from_numpy(pg)).numpy()
+    i_pg = D.argmin(1)
+    keep = np.ones(len(pp), bool) if vis is None else vis[i_pg]
+    gsel = np.ones(len(pg), bool) if vis is None else vis
+    d_pg, i_pg = D[keep].min(1), i_pg[keep]
+    sub = D[keep][:, gsel]
+    d_gp, i_gp = sub.min(0), sub.argmin(0)
+    acc, comp = d_pg.mean(), d_gp.mean()
+    prec, rec = (d_pg < threshold).mean(), (d_gp < threshold).mean()
+    nc = 0.5 * (np.abs((npd[keep] * ng[i_pg]).sum(1)).mean() + np.abs((ng[gsel] * npd[keep][i_gp]).sum(1)).mean())
+    return {"accuracy": acc, "completeness": comp, "precision": prec, "recall": rec, "normal_consistency": nc,
+            "fscore": 2 * prec * rec / (prec + rec) if prec + rec > 0 else 0.0}
+
+
+def test_surface_distances_scores_any_side_and_threshold_like_brute_force():
+    """SurfaceDistances computes the neighbours once and scores the whole surface, the visible side and its
+    complement at several thresholds, in any order: each equals all-pairs distances on the same samples, and
+    mesh_metrics (which builds it afresh) gives the same numbers."""
+    import trimesh
+
+    from gs_recon.eval.mesh_metrics import SurfaceDistances, sample_surface
+
+    gt = trimesh.creation.box((1, 1, 1))
+    pred = trimesh.creation.icosphere(3, radius=0.6)
+    n = 1500
+    pg, ng = sample_surface(gt, n, 0)
+    pp, npd = sample_surface(pred, n, 0)
+    vis = pg[:, 0] > 0.1  # a side of the box
+    dist = SurfaceDistances(pred, gt, n, 0, (pg, ng))
+    for side in (vis, None, ~vis, vis):
+        for th in (0.02, 0.05, 0.1):
+            got = dist.scores(th, side)
+            ref = _brute_force_scores(pp, npd, pg, ng, th, side)
+            for k, v in ref.items():
+                assert got[k] == pytest.approx(float(v), rel=1e-9, abs=1e-12), (k, th, side is None)
+            assert got == mesh_metrics(pred, gt, th, n, gt_samples=(pg, ng), gt_visible=side)
+    assert dist.scores(0.05, vis)["completeness"] != dist.scores(0.05, ~vis)["completeness"]
+    assert SurfaceDistances(None, gt, n).scores(0.05, vis)["fscore"] == 0.0

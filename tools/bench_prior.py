@@ -93,7 +93,7 @@ def side_metrics(run_dir: Path, scene_dir: Path, n: int):
     """Per object: {seen, unseen} x {accuracy, completeness, chamfer_l1, f2, f5} (metres), world frame."""
     import trimesh
 
-    from gs_recon.eval.mesh_metrics import mesh_metrics
+    from gs_recon.eval.mesh_metrics import SurfaceDistances
 
     m = json.loads((run_dir / "scene.json").read_text())
     gts = _gt_sides(Path(scene_dir), n)
@@ -104,9 +104,9 @@ def side_metrics(run_dir: Path, scene_dir: Path, n: int):
         gt, samples, seen = gts[e["id"]]
         pred = trimesh.load(run_dir / e["mesh"][0], force="mesh")
         res = {}
+        dist = SurfaceDistances(pred, gt, n, 0, samples)  # the neighbours once for both sides and thresholds
         for side, mask in (("seen", seen), ("unseen", ~seen)):
-            m2 = mesh_metrics(pred, gt, 0.02, n, gt_samples=samples, gt_visible=mask)
-            m5 = mesh_metrics(pred, gt, 0.05, n, gt_samples=samples, gt_visible=mask)
+            m2, m5 = dist.scores(0.02, mask), dist.scores(0.05, mask)
             res[side] = {"accuracy": m5["accuracy"], "completeness": m5["completeness"],
                          "chamfer_l1": m5["chamfer_l1"], "f2": m2["fscore"], "f5": m5["fscore"],
                          "fraction": float(mask.mean())}

@@ -16,7 +16,7 @@ from typing import Dict, Optional
 import torch
 
 from ..errors import SceneError
-from .mesh_metrics import mesh_metrics, sample_surface, visible_from
+from .mesh_metrics import SurfaceDistances, mesh_metrics, sample_surface, visible_from
 from .metrics import instance_miou, label_map, psnr, ssim
 
 
@@ -135,11 +135,15 @@ def mesh_metrics_for_run(run, gt_dir: Optional[Path], threshold: float = 0.05, n
         pred = trimesh.load(pred_p, force="mesh")
         pred.apply_transform(T)
         samples = sample_surface(gt, n, 0)
-        out[name] = mesh_metrics(pred, gt, threshold=threshold, n=n, gt_samples=samples, protocol=protocol)
+        if protocol == "samples":  # the neighbours once, for the whole surface and the visible side
+            dist = SurfaceDistances(pred, gt, n, 0, samples)
+            out[name] = dist.scores(threshold)
+        else:
+            out[name] = mesh_metrics(pred, gt, threshold=threshold, n=n, gt_samples=samples, protocol=protocol)
         out[name]["chamfer_cm"] = 100.0 * out[name]["chamfer_l1"]
         if occ is not None and name != "scene" and protocol == "samples":  # the side the training cameras saw
             vis = visible_from(samples[0], vms, s.Ks[s.train_idx].double().numpy(), s.width, s.height, occ)
-            visible[name] = mesh_metrics(pred, gt, threshold=threshold, n=n, gt_samples=samples, gt_visible=vis)
+            visible[name] = dist.scores(threshold, vis)
             visible[name]["visible_fraction"] = float(vis.mean())
     return {"threshold": threshold, "gt_dir": str(gt_dir), "protocol": protocol,
             "frame": "original (scene.json world_frame)" if wf else "world", "meshes": out, "visible_side": visible}
