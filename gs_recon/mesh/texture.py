@@ -84,6 +84,44 @@ def bake(vertices: np.ndarray, faces: np.ndarray, uv: np.ndarray, size: int, vie
     fn = torch.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0], dim=-1)
     n = fn / fn.norm(dim=-1, keepdim=True).clamp(min=1e-12)  # face normals (outward: meshes are wound so)
     p, n = p.float(), n.float()
+    acc, wsum = _accumulate_views(p, n, views, depth_tol, power)
+    seen = wsum > 0
+    col = torch.zeros(len(p), 3)
+    col[seen] = acc[seen] / wsum[seen, None]
+    if bool((~seen).any()) and len(fallback_points):
+        nn = cKDTree(fallback_points).query(p[~seen].numpy(), k=min(4, len(fallback_points)))[1]
+        col[~seen] = torch.from_numpy(np.asarray(fallback_colors, np.float32)[nn].reshape(len(nn), -1, 3).mean(1))
+    img = np.zeros((size, size, 3), np.float32)
+    img[used] = col.clamp(0, 1).numpy()
+    if used.any():
+        # seam padding: the empty texels within `pad` (chessboard distance) of a chart take the colour of the
+        # nearest chart texel, so bilinear lookups near a seam do not reach the background; the rest the mean
+        dist, (iy, ix) = ndimage.distance_transform_cdt(~used, metric="chessboard", return_indices=True)
+        grow = ~used & (dist <= pad)
+        img[grow] = img[iy[grow], ix[grow]]
+        img[~used & ~grow] = img[used].mean(0)
+    stats = {"texels": int(used.sum()), "seen_fraction": float(seen.float().mean()) if len(seen) else 0.0}
+    return (img * 255 + 0.5).astype(np.uint8), stats
+
+
+def _accumulate_views(p: Tensor, n: Tensor, views: BakeViews, depth_tol: float, power: float):
+    """bake's colour sums: texel points p [T, 3] and face normals n [T, 3] (float32) -> (acc [T, 3], wsum [T]),
+    the cos^power-weighted colours of the views that see each point and the weights' sum. The C++ kernel
+    (mesh/csrc/bake_cpu.cpp: every texel on every core, ~10x the torch loop on 2 cores) when the extension is
+    built, else the torch reference below (same definition; parity: tests/test_texture.py)."""
+    from ..render._ext import load_cpu_ext
+
+    ext = load_cpu_ext()
+    if ext is None:
+        return _accumulate_views_torch(p, n, views, depth_tol, power)
+    acc, wsum = torch.zeros(len(p), 3), torch.zeros(len(p))
+    ext.texture_bake(p.contiguous(), n.contiguous(), views.viewmats.float(), views.Ks.float(), views.rgb.float(),
+                     views.depth.float(), float(depth_tol), float(power), acc, wsum)
+    return acc, wsum
+
+
+def _accumulate_views_torch(p: Tensor, n: Tensor, views: BakeViews, depth_tol: float, power: float):
+    """_accumulate_views in torch, one view at a time (the reference for the C++ kernel)."""
     acc = torch.zeros(len(p), 3)
     wsum = torch.zeros(len(p))
     H, W = views.depth.shape[1:]
@@ -108,23 +146,7 @@ def bake(vertices: np.ndarray, faces: np.ndarray, uv: np.ndarray, size: int, vie
         idx, u, v, w = idx[facing], u[facing], v[facing], cos[facing] ** power
         acc.index_add_(0, idx, w[:, None] * _bilinear(views.rgb[i].float(), u, v))
         wsum.index_add_(0, idx, w)
-    seen = wsum > 0
-    col = torch.zeros(len(p), 3)
-    col[seen] = acc[seen] / wsum[seen, None]
-    if bool((~seen).any()) and len(fallback_points):
-        nn = cKDTree(fallback_points).query(p[~seen].numpy(), k=min(4, len(fallback_points)))[1]
-        col[~seen] = torch.from_numpy(np.asarray(fallback_colors, np.float32)[nn].reshape(len(nn), -1, 3).mean(1))
-    img = np.zeros((size, size, 3), np.float32)
-    img[used] = col.clamp(0, 1).numpy()
-    if used.any():
-        # seam padding: the empty texels within `pad` (chessboard distance) of a chart take the colour of the
-        # nearest chart texel, so bilinear lookups near a seam do not reach the background; the rest the mean
-        dist, (iy, ix) = ndimage.distance_transform_cdt(~used, metric="chessboard", return_indices=True)
-        grow = ~used & (dist <= pad)
-        img[grow] = img[iy[grow], ix[grow]]
-        img[~used & ~grow] = img[used].mean(0)
-    stats = {"texels": int(used.sum()), "seen_fraction": float(seen.float().mean()) if len(seen) else 0.0}
-    return (img * 255 + 0.5).astype(np.uint8), stats
+    return acc, wsum
 
 
 def textured_mesh(vertices: np.ndarray, faces: np.ndarray, uv: np.ndarray, image: np.ndarray, name: str = "albedo",

@@ -1,4 +1,5 @@
-"""Build/load the C++ CPU kernels: projection, rasterizer, visibility, TSDF integration, UV rasterisation.
+"""Build/load the C++ CPU kernels: projection, rasterizer, visibility, TSDF integration, UV rasterisation, texture
+baking.
 
 JIT-compiled once with torch.utils.cpp_extension, then cached."""
 from __future__ import annotations
@@ -13,6 +14,7 @@ _SRC = Path(__file__).parent / "csrc" / "raster_cpu.cpp"
 _SRC_PROJ = Path(__file__).parent / "csrc" / "projection_cpu.cpp"
 _SRC_TSDF = Path(__file__).parent.parent / "mesh" / "csrc" / "tsdf_cpu.cpp"
 _SRC_UV = Path(__file__).parent.parent / "mesh" / "csrc" / "uv_cpu.cpp"
+_SRC_BAKE = Path(__file__).parent.parent / "mesh" / "csrc" / "bake_cpu.cpp"
 
 
 def build_dir(kind: str) -> Path:
@@ -39,7 +41,7 @@ def load_cpu_ext():
 
         return load(
             name="gs_recon_raster_cpu",
-            sources=[str(_SRC), str(_SRC_PROJ), str(_SRC_TSDF), str(_SRC_UV)],
+            sources=[str(_SRC), str(_SRC_PROJ), str(_SRC_TSDF), str(_SRC_UV), str(_SRC_BAKE)],
             extra_cflags=["-O3", "-ffast-math", "-fopenmp"] if os.name != "nt" else ["/O2"],
             extra_ldflags=["-fopenmp"] if os.name != "nt" else [],
             build_directory=str(build_dir("ext")),

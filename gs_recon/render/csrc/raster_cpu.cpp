@@ -408,12 +408,16 @@ std::vector<torch::Tensor> project_bwd(torch::Tensor means, torch::Tensor quats,
                                        torch::Tensor v_depths);
 // defined in gs_recon/mesh/csrc/uv_cpu.cpp
 std::vector<at::Tensor> texel_hits(at::Tensor tri, int64_t size, double tol);
+// defined in gs_recon/mesh/csrc/bake_cpu.cpp
+void texture_bake(at::Tensor points, at::Tensor normals, at::Tensor viewmats, at::Tensor Ks, at::Tensor rgb,
+                  at::Tensor depth, double depth_tol, double power, at::Tensor acc, at::Tensor wsum);
 
 // Every entry point runs without the GIL (the kernels touch no Python object): a viewer thread's render or a
 // background import proceeds while the training thread is inside a kernel (tests/test_render_cpu.py).
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   using nogil = py::call_guard<py::gil_scoped_release>;
   m.def("texel_hits", &texel_hits, "texel centres inside UV triangles, with barycentrics (CPU)", nogil());
+  m.def("texture_bake", &texture_bake, "texture baking: texels' colours from the views that see them (CPU)", nogil());
   m.def("tsdf_integrate", &tsdf_integrate, "TSDF integration of depth maps (CPU)", nogil());
   m.def("project_fwd", &project_fwd, "EWA projection forward (CPU)", nogil());
   m.def("project_bwd", &project_bwd, "EWA projection backward (CPU)", nogil());
