@@ -28,6 +28,7 @@ from .checkpoint import (
     shard_state,
     to_cpu,
 )
+from .optim import adam_step
 from .losses import (continuous, depth_normal_loss, depth_prior_loss, flatten_loss, mask_loss, normal_prior_loss,
                      rgb_loss, scale_reg, sparse_depth_loss, sparse_depth_targets)
 from .strategy import Densifier
@@ -155,8 +156,7 @@ class Trainer:
             k: torch.optim.Adam([{"params": self.params[k], "lr": lrs[k], "name": k}], eps=1e-15, fused=fused)
             for k in PARAM_KEYS
         }
-        gamma = 0.01 ** (1.0 / max(1, t.iterations))  # 3DGS: means lr decays to 1% over training
-        self.schedulers = [torch.optim.lr_scheduler.ExponentialLR(self.optimizers["means"], gamma=gamma)]
+        self.means_gamma = 0.01 ** (1.0 / max(1, t.iterations))  # 3DGS: means lr decays to 1% over training
 
     def start_stage(self, keys, lrs: Dict[str, float]) -> None:
         """A new training stage: only `keys` train, from fresh Adam moments, at learning rates `lrs`
@@ -304,13 +304,10 @@ class Trainer:
                 return self._skip("non-finite loss")
             bad = [k for k, g in grads.items() if not torch.isfinite(g).all()]
             return self._skip(f"non-finite gradient in {', '.join(bad) or 'another rank'}")
-        for k, o in self.optimizers.items():
-            if k in self.trainable:
-                o.step()
-            o.zero_grad(set_to_none=True)
+        adam_step(self.optimizers, [k for k in self.optimizers if k in self.trainable])  # and clears the grads
         if densify:
-            for sch in self.schedulers:
-                sch.step()
+            # exponential decay of the means' LR (what torch's ExponentialLR does, without its wrapper on step())
+            self.optimizers["means"].param_groups[0]["lr"] *= self.means_gamma
             self.densifier.post_backward(self.params, self.optimizers, self.step, out.meta, self.cap())
         self.step += 1
         if self.step % self.GOOD_EVERY == 0:
@@ -420,14 +417,13 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> Dict:
-        """Everything a resumed run needs to continue bit-identically: parameters, Adam moments, the LR
-        schedule, densification statistics, and (single process) the random state: fit()'s view sampler
-        and torch's global generator (gsplat's splits draw from it)."""
+        """Everything a resumed run needs to continue bit-identically: parameters, Adam moments and LRs (the
+        means' decayed LR is its optimizer's), densification statistics, and (single process) the random state:
+        fit()'s view sampler and torch's global generator (gsplat's splits draw from it)."""
         st = {
             "step": self.step,
             "params": {k: v.detach().cpu() for k, v in self.params.items()},
             "optim": {k: o.state_dict() for k, o in self.optimizers.items()},
-            "sched": [s.state_dict() for s in self.schedulers],
             "strategy": {k: (v.cpu() if isinstance(v, Tensor) else v) for k, v in self.densifier.state.items()},
         }
         if self.extra:
@@ -481,8 +477,6 @@ class Trainer:
         self._make_optimizers()
         for k, o in self.optimizers.items():
             o.load_state_dict(ck["optim"][k])
-        for s, sd in zip(self.schedulers, ck.get("sched", [])):
-            s.load_state_dict(sd)
         self.densifier.state = {k: (v.to(self.device) if isinstance(v, Tensor) else v) for k, v in ck["strategy"].items()}
         self.extra = dict(ck.get("extra", {}))
         self.step = int(ck["step"])
