@@ -23,6 +23,8 @@ void texture_bake(at::Tensor points, at::Tensor normals, at::Tensor viewmats, at
   Ks = Ks.contiguous();
   rgb = rgb.contiguous();
   depth = depth.contiguous();
+  for (const at::Tensor* t : {&points, &normals, &viewmats, &Ks, &rgb, &depth, &acc, &wsum})
+    TORCH_CHECK(t->device().is_cpu() && t->scalar_type() == at::kFloat, "texture_bake: float32 CPU tensors only");
   TORCH_CHECK(acc.is_contiguous() && wsum.is_contiguous(), "texture_bake: acc and wsum must be contiguous");
   const int64_t T = points.size(0), V = depth.size(0), H = depth.size(1), W = depth.size(2);
   const float* P = points.data_ptr<float>();
