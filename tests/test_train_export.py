@@ -267,6 +267,7 @@ def test_imports_paused_freezes_what_an_import_loaded_and_only_then(tmp_path, mo
     after an error); the objects of a module the block loaded are frozen, a block that loads nothing freezes
     nothing."""
     import gc
+    import importlib
     import sys
 
     import pytest
@@ -280,15 +281,15 @@ def test_imports_paused_freezes_what_an_import_loaded_and_only_then(tmp_path, mo
     try:
         with imports_paused():
             assert not gc.isenabled()
-            import gs_recon_probe_module  # noqa: F401
+            importlib.import_module("gs_recon_probe_module")
         assert gc.isenabled() and gc.get_freeze_count() > 5000
         gc.unfreeze()
         with imports_paused():
-            import gs_recon_probe_module  # noqa: F401,F811  (already loaded: nothing new)
+            importlib.import_module("gs_recon_probe_module")  # already loaded: nothing new
         assert gc.isenabled() and gc.get_freeze_count() == 0
         with pytest.raises(ImportError):
             with imports_paused():
-                import gs_recon_no_such_module  # noqa: F401
+                importlib.import_module("gs_recon_no_such_module")
         assert gc.isenabled() and gc.get_freeze_count() == 0
     finally:
         gc.unfreeze()
