@@ -133,12 +133,12 @@ def mesh_metrics(pred, gt, threshold: float = 0.05, n: int = 100_000, seed: int 
     protocol "dprecon": distances between the meshes' vertices voxel-downsampled at `voxel` (2 cm) and
     normal consistency over 200,000 face samples, as DP-Recon's eval/evaluate_single_scene.py.
     Several thresholds or sides of one pair: SurfaceDistances, which computes the neighbours once."""
+    if pred is None or len(pred.faces) == 0:
+        return dict(MISSING)
     if protocol == "samples":
         return SurfaceDistances(pred, gt, n, seed, gt_samples).scores(threshold, gt_visible)
     if protocol != "dprecon":
         raise ValueError(f"protocol {protocol!r}: use samples or dprecon")
-    if pred is None or len(pred.faces) == 0:
-        return dict(MISSING)
     vp, vg = voxel_downsample(np.asarray(pred.vertices), voxel), voxel_downsample(np.asarray(gt.vertices), voxel)
     d_pg, d_gp = nearest(vg, vp)[0], nearest(vp, vg)[0]
     pp, npd = sample_surface(pred, 200_000, seed)

@@ -107,8 +107,8 @@ def bake(vertices: np.ndarray, faces: np.ndarray, uv: np.ndarray, size: int, vie
 def _accumulate_views(p: Tensor, n: Tensor, views: BakeViews, depth_tol: float, power: float):
     """bake's colour sums: texel points p [T, 3] and face normals n [T, 3] (float32) -> (acc [T, 3], wsum [T]),
     the cos^power-weighted colours of the views that see each point and the weights' sum. The C++ kernel
-    (mesh/csrc/bake_cpu.cpp: texels in parallel; 5x the torch loop on 2 cores for 175k texels x 12 views) when the extension is
-    built, else the torch reference below (same definition; parity: tests/test_texture.py)."""
+    (mesh/csrc/bake_cpu.cpp: texels in parallel; 5x the torch loop on 2 cores for 175k texels x 12 views) when
+    the extension is built, else the torch reference below (same definition; parity: tests/test_texture.py)."""
     from ..render._ext import load_cpu_ext
 
     ext = load_cpu_ext()
